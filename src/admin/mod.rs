@@ -1,0 +1,241 @@
+//! The admin listener: liveness, readiness and the daemon's own Prometheus metrics.
+//!
+//! It lives on its own address (default `127.0.0.1:4381`) so that operational endpoints are
+//! never reachable through the public ingest port that browsers talk to.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterSignal {
+    pub exporter: String,
+    pub signal: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterSignalReason {
+    pub exporter: String,
+    pub signal: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Exporter {
+    pub exporter: String,
+}
+
+/// The daemon's own counters. One instance, shared by every component through an `Arc`.
+///
+/// Every item that enters is accounted for: accepted (by kind) then exported, or rejected /
+/// dropped with a reason.
+pub struct Metrics {
+    registry: Registry,
+    /// Ingest requests by route and status code.
+    pub requests: Family<RouteStatus, Counter>,
+    /// Items accepted at the edge, by kind (`page_load`, `vital`, `span`, `log_record`, …).
+    pub items_accepted: Family<Kind, Counter>,
+    /// Items or requests rejected at the edge, by reason (`too_large`, `invalid_json`, …).
+    pub items_rejected: Family<Reason, Counter>,
+    /// Items (spans, log records, metric points) the collector acknowledged.
+    pub exported_items: Family<ExporterSignal, Counter>,
+    /// Items given up on, by reason (`permanent_error`, `retries_exhausted`, `shutdown`).
+    pub failed_items: Family<ExporterSignalReason, Counter>,
+    /// Export attempts that were retried.
+    pub export_retries: Family<ExporterSignal, Counter>,
+    /// Payloads waiting in each exporter's queue.
+    pub queue_depth: Family<Exporter, Gauge>,
+    /// Time of one export request, seconds.
+    pub export_latency: Family<ExporterSignal, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rum_bridge");
+        let requests = Family::<RouteStatus, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Ingest requests by route and status",
+            requests.clone(),
+        );
+        let items_accepted = Family::<Kind, Counter>::default();
+        registry.register(
+            "items_accepted",
+            "Items accepted at the edge, by kind",
+            items_accepted.clone(),
+        );
+        let items_rejected = Family::<Reason, Counter>::default();
+        registry.register(
+            "items_rejected",
+            "Items or requests rejected at the edge, by reason",
+            items_rejected.clone(),
+        );
+        let exported_items = Family::<ExporterSignal, Counter>::default();
+        registry.register(
+            "exported_items",
+            "Items acknowledged by the export destination",
+            exported_items.clone(),
+        );
+        let failed_items = Family::<ExporterSignalReason, Counter>::default();
+        registry.register(
+            "export_failed_items",
+            "Items that could not be exported, by reason",
+            failed_items.clone(),
+        );
+        let export_retries = Family::<ExporterSignal, Counter>::default();
+        registry.register(
+            "export_retries",
+            "Export requests retried",
+            export_retries.clone(),
+        );
+        let queue_depth = Family::<Exporter, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Payloads waiting in the exporter queue",
+            queue_depth.clone(),
+        );
+        let export_latency = Family::<ExporterSignal, Histogram>::new_with_constructor(
+            (|| {
+                Histogram::new([
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+            }) as fn() -> Histogram,
+        );
+        registry.register(
+            "export_duration_seconds",
+            "Duration of one export request",
+            export_latency.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            items_accepted,
+            items_rejected,
+            exported_items,
+            failed_items,
+            export_retries,
+            queue_depth,
+            export_latency,
+        }
+    }
+
+    /// Counts one rejected item or request.
+    pub fn reject(&self, reason: &'static str) {
+        self.items_rejected.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// Counts accepted items of a kind.
+    pub fn accept(&self, kind: &'static str, n: u64) {
+        if n > 0 {
+            self.items_accepted.get_or_create(&Kind { kind }).inc_by(n);
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// What readiness depends on.
+pub trait Readiness: Send + Sync {
+    /// `Err(reason)` when the daemon should not receive traffic.
+    fn ready(&self) -> Result<(), String>;
+}
+
+/// Shared state of the admin endpoints.
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub shutting_down: Arc<AtomicBool>,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+/// The admin router: `/healthz`, `/readyz`, `/metrics`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string());
+    }
+    match state.readiness.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_with_labels() {
+        let m = Metrics::new();
+        m.reject("invalid_json");
+        m.accept("vital", 3);
+        m.requests
+            .get_or_create(&RouteStatus {
+                route: "/v1/rum",
+                status: 202,
+            })
+            .inc();
+        let text = m.encode();
+        assert!(text.contains("rum_bridge_items_rejected_total{reason=\"invalid_json\"} 1"));
+        assert!(text.contains("rum_bridge_items_accepted_total{kind=\"vital\"} 3"));
+        assert!(
+            text.contains("rum_bridge_http_requests_total{route=\"/v1/rum\",status=\"202\"} 1")
+        );
+    }
+}
