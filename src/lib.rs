@@ -18,7 +18,9 @@
 pub mod admin;
 pub mod config;
 pub mod convert;
+pub mod daemon;
 pub mod export;
 pub mod model;
 pub mod process;
 pub mod receive;
+pub use daemon::run;

@@ -1,1 +1,382 @@
-//! placeholder
+//! The public ingest edge (axum): one listener that browsers talk to.
+//!
+//! A handler authenticates (app key, origin), enforces limits, decodes, converts and enqueues,
+//! then answers `202` — it never waits for the export. Every refusal is a documented status
+//! with a JSON body and a counted reason (design §3).
+
+pub mod apps;
+pub mod body;
+pub mod cors;
+pub mod error;
+pub mod native;
+pub mod otlp;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use serde::Deserialize;
+
+use crate::admin::{Metrics, RouteStatus};
+use crate::config::Config;
+use crate::convert::metrics::MetricsAggregator;
+use crate::convert::ConvertOptions;
+use crate::export::{Backpressure, Payload, Pipeline};
+use crate::model::{PageContext, RumBatch};
+
+use apps::{AppRegistry, Resolved};
+use body::{body_format, read_body, BodyFormat};
+use error::EdgeError;
+
+/// Everything a handler needs, shared by all requests.
+pub struct EdgeState {
+    pub config: Arc<Config>,
+    pub apps: AppRegistry,
+    pub pipeline: Pipeline,
+    pub metrics: Arc<Metrics>,
+    pub aggregator: Option<Arc<MetricsAggregator>>,
+    pub convert: ConvertOptions,
+    pub shutting_down: Arc<AtomicBool>,
+    /// Operator resource attributes added to every exported resource.
+    pub resource_attributes: Vec<(String, String)>,
+}
+
+/// The public router: native beacons and OTLP/HTTP, with CORS preflights.
+pub fn router(state: Arc<EdgeState>) -> Router {
+    Router::new()
+        .route("/v1/rum", post(ingest_native).options(preflight))
+        .route("/v1/traces", post(ingest_traces).options(preflight))
+        .route("/v1/logs", post(ingest_logs).options(preflight))
+        .route("/v1/metrics", post(ingest_metrics).options(preflight))
+        .with_state(state)
+}
+
+/// App key given outside the body (`?key=`), for senders that cannot set headers.
+#[derive(Debug, Deserialize)]
+pub struct KeyQuery {
+    key: Option<String>,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn key_outside_body<'a>(headers: &'a HeaderMap, query: &'a KeyQuery) -> Option<&'a str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or(query.key.as_deref())
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+impl EdgeState {
+    /// Counts the request, adds CORS headers for an allowed origin, and returns the response.
+    fn finish(
+        &self,
+        route: &'static str,
+        headers: &HeaderMap,
+        result: Result<Response, EdgeError>,
+    ) -> Response {
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.reject(e.reason());
+                e.into_response()
+            }
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RouteStatus {
+                route,
+                status: resp.status().as_u16(),
+            })
+            .inc();
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            if origin
+                .to_str()
+                .is_ok_and(|o| self.apps.any_allows_origin(o))
+            {
+                cors::decorate(resp.headers_mut(), origin);
+            }
+        }
+        resp
+    }
+
+    fn check_open(&self) -> Result<(), EdgeError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(EdgeError::ShuttingDown {
+                retry_after_secs: self.config.server.retry_after_secs,
+            });
+        }
+        Ok(())
+    }
+
+    fn submit(&self, payload: Payload) -> Result<(), EdgeError> {
+        self.pipeline.submit(payload).map_err(|e| match e {
+            Backpressure::QueueFull { .. } => EdgeError::QueueFull {
+                retry_after_secs: self.config.server.retry_after_secs,
+            },
+        })
+    }
+
+    async fn read(&self, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, EdgeError> {
+        let limits = &self.config.limits;
+        read_body(
+            headers,
+            body,
+            limits.max_body_bytes,
+            limits.max_decompressed_bytes,
+        )
+        .await
+    }
+
+    /// Fills the page context from the resolved app and the request headers.
+    fn complete_context(&self, ctx: &mut PageContext, app: &Resolved, headers: &HeaderMap) {
+        match app {
+            Resolved::Known(a) => {
+                ctx.app.key = Some(a.key.clone());
+                ctx.app.name = a.name.clone();
+                if ctx.app.environment.is_none() {
+                    ctx.app.environment = a.environment.clone();
+                }
+                if ctx.app.version.is_none() {
+                    ctx.app.version = a.version.clone();
+                }
+            }
+            Resolved::Development(key) => {
+                if ctx.app.name.is_empty() {
+                    ctx.app.name = key.clone().unwrap_or_else(|| "unknown_app".into());
+                }
+            }
+        }
+        if ctx.user_agent.is_none() {
+            ctx.user_agent = header_str(headers, header::USER_AGENT).map(str::to_owned);
+        }
+        if ctx.browser.mobile.is_none() {
+            ctx.browser.mobile = headers
+                .get("sec-ch-ua-mobile")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim() == "?1");
+        }
+        if ctx.browser.platform.is_none() {
+            ctx.browser.platform = headers
+                .get("sec-ch-ua-platform")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().trim_matches('"').to_owned())
+                .filter(|v| !v.is_empty());
+        }
+        if ctx.page_url.is_none() {
+            ctx.page_url = header_str(headers, header::REFERER).map(str::to_owned);
+        }
+        for (k, v) in &self.resource_attributes {
+            if !ctx.attributes.iter().any(|(ek, _)| ek == k) {
+                ctx.attributes
+                    .push((k.clone(), crate::model::AttrValue::Str(v.clone())));
+            }
+        }
+        ctx.received_at_ms = now_ms();
+    }
+
+    fn handle_native(&self, headers: &HeaderMap, query: &KeyQuery, body: &[u8]) -> Result<Response, EdgeError> {
+        let mut batch: RumBatch =
+            native::decode(body, &self.config.limits).map_err(|e| EdgeError::Malformed {
+                reason: e.reason(),
+                detail: e.to_string(),
+            })?;
+        let key = batch
+            .context
+            .app
+            .key
+            .clone()
+            .or_else(|| key_outside_body(headers, query).map(str::to_owned));
+        let origin = header_str(headers, header::ORIGIN);
+        let app = self.apps.authorize(key.as_deref(), origin)?;
+        self.complete_context(&mut batch.context, &app, headers);
+        crate::process::skew::correct_clock_skew(
+            &mut batch.context,
+            self.config.correlation.clock_skew_threshold_ms as f64,
+        );
+        let payload = crate::convert::convert(&batch, &self.convert);
+        self.submit(payload)?;
+        if let Some(agg) = &self.aggregator {
+            agg.record_batch(&batch);
+        }
+        for event in &batch.events {
+            self.metrics.accept(event.kind(), 1);
+        }
+        for r in &batch.rejected {
+            self.metrics.reject(r.reason);
+        }
+        let details: Vec<&str> = batch
+            .rejected
+            .iter()
+            .take(20)
+            .map(|r| r.detail.as_str())
+            .collect();
+        let body = serde_json::json!({
+            "accepted": batch.events.len(),
+            "rejected": batch.rejected.len(),
+            "errors": details,
+        });
+        Ok(accepted(error::json_body(&body), "application/json"))
+    }
+
+    fn enrichment<'a>(&'a self, app: &'a Resolved, headers: &'a HeaderMap) -> otlp::Enrichment<'a> {
+        let (name, env, version) = match app {
+            Resolved::Known(a) => (
+                Some(a.name.as_str()),
+                a.environment.as_deref(),
+                a.version.as_deref(),
+            ),
+            Resolved::Development(_) => (None, None, None),
+        };
+        otlp::Enrichment {
+            service_name: name,
+            environment: env,
+            version,
+            user_agent: header_str(headers, header::USER_AGENT),
+            extra: &self.resource_attributes,
+        }
+    }
+}
+
+/// `202 Accepted` with a body in the request's encoding.
+fn accepted(body: Vec<u8>, content_type: &'static str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+/// The OTLP success response: an empty `Export*ServiceResponse` in the request's encoding.
+fn otlp_accepted(format: BodyFormat) -> Response {
+    match format {
+        BodyFormat::Json => accepted(b"{}".to_vec(), "application/json"),
+        BodyFormat::Protobuf => accepted(Vec::new(), "application/x-protobuf"),
+    }
+}
+
+async fn preflight(State(st): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
+    let origin = headers.get(header::ORIGIN);
+    let allowed = origin
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|o| st.apps.any_allows_origin(o));
+    cors::preflight(origin, allowed, st.config.server.cors_max_age_secs)
+}
+
+async fn ingest_native(
+    State(st): State<Arc<EdgeState>>,
+    Query(query): Query<KeyQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        st.check_open()?;
+        body_format(&headers, false)?;
+        let bytes = st.read(&headers, body).await?;
+        st.handle_native(&headers, &query, &bytes)
+    }
+    .await;
+    st.finish("/v1/rum", &headers, result)
+}
+
+/// Shared steps of the three OTLP routes: auth before the body, read, decode.
+async fn read_otlp<T>(
+    st: &EdgeState,
+    headers: &HeaderMap,
+    query: &KeyQuery,
+    body: Body,
+) -> Result<(T, BodyFormat, Resolved), EdgeError>
+where
+    T: prost::Message + Default + serde::de::DeserializeOwned,
+{
+    st.check_open()?;
+    let format = body_format(headers, true)?;
+    // The key is known before the body here, so unknown apps never cost a body read.
+    let app = st
+        .apps
+        .authorize(key_outside_body(headers, query), header_str(headers, header::ORIGIN))?;
+    let bytes = st.read(headers, body).await?;
+    let req = otlp::decode::<T>(&bytes, format)?;
+    Ok((req, format, app))
+}
+
+async fn ingest_traces(
+    State(st): State<Arc<EdgeState>>,
+    Query(query): Query<KeyQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let (mut req, format, app) =
+            read_otlp::<ExportTraceServiceRequest>(&st, &headers, &query, body).await?;
+        let n = otlp::prepare_traces(&mut req, &st.enrichment(&app, &headers));
+        st.submit(Payload {
+            spans: req.resource_spans,
+            ..Default::default()
+        })?;
+        st.metrics.accept("span", n as u64);
+        Ok(otlp_accepted(format))
+    }
+    .await;
+    st.finish("/v1/traces", &headers, result)
+}
+
+async fn ingest_logs(
+    State(st): State<Arc<EdgeState>>,
+    Query(query): Query<KeyQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let (mut req, format, app) =
+            read_otlp::<ExportLogsServiceRequest>(&st, &headers, &query, body).await?;
+        let n = otlp::prepare_logs(&mut req, &st.enrichment(&app, &headers));
+        st.submit(Payload {
+            logs: req.resource_logs,
+            ..Default::default()
+        })?;
+        st.metrics.accept("log_record", n as u64);
+        Ok(otlp_accepted(format))
+    }
+    .await;
+    st.finish("/v1/logs", &headers, result)
+}
+
+async fn ingest_metrics(
+    State(st): State<Arc<EdgeState>>,
+    Query(query): Query<KeyQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let (mut req, format, app) =
+            read_otlp::<ExportMetricsServiceRequest>(&st, &headers, &query, body).await?;
+        let n = otlp::prepare_metrics(&mut req, &st.enrichment(&app, &headers));
+        st.submit(Payload {
+            metrics: req.resource_metrics,
+            ..Default::default()
+        })?;
+        st.metrics.accept("metric", n as u64);
+        Ok(otlp_accepted(format))
+    }
+    .await;
+    st.finish("/v1/metrics", &headers, result)
+}

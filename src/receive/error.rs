@@ -1,0 +1,129 @@
+//! Edge errors and how they are answered.
+//!
+//! Every rejection is a status from design §3 with a JSON body `{"error": …, "detail": …}` that
+//! says what was wrong, and a low-cardinality reason that the `items_rejected` counter shows.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Why the edge refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("request body too large")]
+    TooLarge { limit: usize, decompressed: bool },
+    #[error("unsupported content type")]
+    UnsupportedMediaType { got: String, allowed: &'static str },
+    #[error("unsupported content encoding")]
+    UnsupportedEncoding { got: String },
+    #[error("malformed request body")]
+    Malformed { reason: &'static str, detail: String },
+    #[error("unknown or missing app key")]
+    UnknownApp { detail: String },
+    #[error("origin not allowed")]
+    OriginNotAllowed { origin: String },
+    #[error("queue full, retry later")]
+    QueueFull { retry_after_secs: u64 },
+    #[error("shutting down, retry later")]
+    ShuttingDown { retry_after_secs: u64 },
+}
+
+impl EdgeError {
+    /// Status code per design §3.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            EdgeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::UnsupportedMediaType { .. } | EdgeError::UnsupportedEncoding { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            EdgeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            EdgeError::UnknownApp { .. } => StatusCode::UNAUTHORIZED,
+            EdgeError::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
+            EdgeError::QueueFull { .. } | EdgeError::ShuttingDown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// Counter reason (`rum_bridge_items_rejected_total{reason}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EdgeError::TooLarge {
+                decompressed: false,
+                ..
+            } => "too_large",
+            EdgeError::TooLarge {
+                decompressed: true, ..
+            } => "too_large_decompressed",
+            EdgeError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            EdgeError::UnsupportedEncoding { .. } => "unsupported_encoding",
+            EdgeError::Malformed { reason, .. } => reason,
+            EdgeError::UnknownApp { .. } => "unknown_app",
+            EdgeError::OriginNotAllowed { .. } => "origin_not_allowed",
+            EdgeError::QueueFull { .. } => "queue_full",
+            EdgeError::ShuttingDown { .. } => "shutting_down",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            EdgeError::TooLarge {
+                limit,
+                decompressed,
+            } => {
+                let what = if *decompressed {
+                    "decompressed body"
+                } else {
+                    "body"
+                };
+                format!("the {what} exceeds the limit of {limit} bytes")
+            }
+            EdgeError::UnsupportedMediaType { got, allowed } => {
+                format!("content type `{got}` is not accepted here; use one of: {allowed}")
+            }
+            EdgeError::UnsupportedEncoding { got } => {
+                format!("content encoding `{got}` is not supported; use gzip or none")
+            }
+            EdgeError::Malformed { detail, .. } => detail.clone(),
+            EdgeError::UnknownApp { detail } => detail.clone(),
+            EdgeError::OriginNotAllowed { origin } => {
+                format!("origin `{origin}` is not in the app's allowed_origins")
+            }
+            EdgeError::QueueFull { retry_after_secs } | EdgeError::ShuttingDown { retry_after_secs } => {
+                format!("retry after {retry_after_secs} s")
+            }
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            EdgeError::QueueFull { retry_after_secs }
+            | EdgeError::ShuttingDown { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for EdgeError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": self.to_string(),
+            "reason": self.reason(),
+            "detail": self.detail(),
+        });
+        let mut resp = (self.status(), json_body(&body)).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// Serializes a JSON value to bytes (cannot fail for `serde_json::Value`).
+pub fn json_body(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}

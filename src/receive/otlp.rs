@@ -1,0 +1,299 @@
+//! OTLP/HTTP intake from browser OpenTelemetry SDKs (`/v1/traces`, `/v1/logs`, `/v1/metrics`).
+//!
+//! Browser SDKs already speak OTLP, so their data stays in `opentelemetry-proto` types: ids and
+//! attributes pass through unchanged. The bridge adds what a browser cannot know or forgets
+//! (user agent, environment, the app's `service.name`) and renames legacy HTTP attributes to the
+//! stable semantic conventions (otel.md §2.7), so the backend sees one vocabulary.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use serde::de::DeserializeOwned;
+
+use super::body::BodyFormat;
+use super::error::EdgeError;
+
+/// Decodes an OTLP export request in JSON (hex ids, string or number 64-bit fields) or protobuf.
+pub fn decode<T: Message + Default + DeserializeOwned>(
+    body: &[u8],
+    format: BodyFormat,
+) -> Result<T, EdgeError> {
+    match format {
+        BodyFormat::Protobuf => T::decode(body).map_err(|e| EdgeError::Malformed {
+            reason: "invalid_protobuf",
+            detail: format!("the body is not a valid OTLP protobuf message: {e}"),
+        }),
+        BodyFormat::Json => serde_json::from_slice(body).map_err(|e| EdgeError::Malformed {
+            reason: "invalid_json",
+            detail: format!("the body is not valid OTLP JSON: {e}"),
+        }),
+    }
+}
+
+/// What the edge knows about the sender, added to resources that lack it.
+#[derive(Debug, Default)]
+pub struct Enrichment<'a> {
+    pub service_name: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// Operator-configured attributes (`OTEL_RESOURCE_ATTRIBUTES`-style), added when missing.
+    pub extra: &'a [(String, String)],
+}
+
+impl Enrichment<'_> {
+    /// Adds the missing resource attributes; never overwrites what the client sent.
+    pub fn apply(&self, resource: &mut Option<Resource>) {
+        let res = resource.get_or_insert_with(Resource::default);
+        let attrs = &mut res.attributes;
+        let pairs = [
+            ("service.name", self.service_name),
+            ("deployment.environment.name", self.environment),
+            ("service.version", self.version),
+            ("user_agent.original", self.user_agent),
+            ("telemetry.sdk.language", Some("webjs")),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                add_missing(attrs, k, v);
+            }
+        }
+        for (k, v) in self.extra {
+            add_missing(attrs, k, v);
+        }
+    }
+}
+
+fn add_missing(attrs: &mut Vec<KeyValue>, key: &str, value: &str) {
+    if !attrs.iter().any(|kv| kv.key == key) {
+        attrs.push(string_kv(key, value));
+    }
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.to_owned())),
+        }),
+    }
+}
+
+/// Enriches and normalizes a trace export; returns the number of spans.
+pub fn prepare_traces(req: &mut ExportTraceServiceRequest, enrich: &Enrichment<'_>) -> usize {
+    let mut n = 0;
+    for rs in &mut req.resource_spans {
+        enrich.apply(&mut rs.resource);
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                normalize_span(span);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Enriches a log export; returns the number of log records.
+pub fn prepare_logs(req: &mut ExportLogsServiceRequest, enrich: &Enrichment<'_>) -> usize {
+    let mut n = 0;
+    for rl in &mut req.resource_logs {
+        enrich.apply(&mut rl.resource);
+        for sl in &mut rl.scope_logs {
+            for record in &mut sl.log_records {
+                normalize_attributes(&mut record.attributes);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Enriches a metrics export; returns the number of metrics.
+pub fn prepare_metrics(req: &mut ExportMetricsServiceRequest, enrich: &Enrichment<'_>) -> usize {
+    let mut n = 0;
+    for rm in &mut req.resource_metrics {
+        enrich.apply(&mut rm.resource);
+        n += rm.scope_metrics.iter().map(|s| s.metrics.len()).sum::<usize>();
+    }
+    n
+}
+
+/// Renames legacy HTTP attributes and span names to the stable conventions.
+pub fn normalize_span(span: &mut Span) {
+    normalize_attributes(&mut span.attributes);
+    if let Some(method) = span.name.strip_prefix("HTTP ") {
+        if !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase()) {
+            span.name = method.to_owned();
+        }
+    }
+}
+
+/// Legacy name → stable name (otel.md §2.7).
+const RENAMES: [(&str, &str); 6] = [
+    ("http.method", "http.request.method"),
+    ("http.url", "url.full"),
+    ("http.status_code", "http.response.status_code"),
+    ("http.host", "server.address"),
+    ("http.scheme", "url.scheme"),
+    ("http.user_agent", "user_agent.original"),
+];
+
+/// Renames legacy keys in place (dropping the legacy one when the stable key already exists),
+/// splits `host:port` of `http.host`, and drops a status code of 0 (no response).
+pub fn normalize_attributes(attrs: &mut Vec<KeyValue>) {
+    if !attrs.iter().any(|kv| kv.key.starts_with("http.")) {
+        return;
+    }
+    let mut i = 0;
+    let mut port: Option<i64> = None;
+    while i < attrs.len() {
+        let Some(&(_, new)) = RENAMES.iter().find(|(old, _)| attrs[i].key == *old) else {
+            i += 1;
+            continue;
+        };
+        if attrs.iter().any(|kv| kv.key == new) {
+            attrs.remove(i);
+            continue;
+        }
+        attrs[i].key = new.to_owned();
+        if new == "server.address" {
+            if let Some(Value::StringValue(host)) =
+                attrs[i].value.as_mut().and_then(|v| v.value.as_mut())
+            {
+                if let Some((h, p)) = host.rsplit_once(':') {
+                    if let Ok(p) = p.parse::<u16>() {
+                        port = Some(i64::from(p));
+                        *host = h.to_owned();
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    if let Some(p) = port {
+        if !attrs.iter().any(|kv| kv.key == "server.port") {
+            attrs.push(KeyValue {
+                key: "server.port".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(p)),
+                }),
+            });
+        }
+    }
+    attrs.retain(|kv| {
+        !(kv.key == "http.response.status_code"
+            && matches!(
+                kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(Value::IntValue(0))
+            ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv_int(k: &str, v: i64) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::IntValue(v)),
+            }),
+        }
+    }
+
+    fn get<'a>(attrs: &'a [KeyValue], k: &str) -> Option<&'a Value> {
+        attrs
+            .iter()
+            .find(|kv| kv.key == k)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    }
+
+    #[test]
+    fn legacy_http_names_are_renamed() {
+        let mut span = Span {
+            name: "HTTP POST".into(),
+            attributes: vec![
+                string_kv("http.method", "POST"),
+                string_kv("http.url", "http://127.0.0.1:18787/api/cart"),
+                kv_int("http.status_code", 200),
+                string_kv("http.host", "127.0.0.1:18787"),
+                string_kv("component", "fetch"),
+            ],
+            ..Default::default()
+        };
+        normalize_span(&mut span);
+        assert_eq!(span.name, "POST");
+        let a = &span.attributes;
+        assert!(matches!(get(a, "http.request.method"), Some(Value::StringValue(m)) if m == "POST"));
+        assert!(get(a, "url.full").is_some());
+        assert!(matches!(get(a, "http.response.status_code"), Some(Value::IntValue(200))));
+        assert!(matches!(get(a, "server.address"), Some(Value::StringValue(h)) if h == "127.0.0.1"));
+        assert!(matches!(get(a, "server.port"), Some(Value::IntValue(18787))));
+        assert!(get(a, "http.method").is_none());
+        assert!(get(a, "component").is_some());
+    }
+
+    #[test]
+    fn stable_name_wins_and_zero_status_is_dropped() {
+        let mut attrs = vec![
+            string_kv("http.method", "GET"),
+            string_kv("http.request.method", "POST"),
+            kv_int("http.status_code", 0),
+        ];
+        normalize_attributes(&mut attrs);
+        assert_eq!(attrs.len(), 1);
+        assert!(matches!(get(&attrs, "http.request.method"), Some(Value::StringValue(m)) if m == "POST"));
+    }
+
+    #[test]
+    fn enrichment_adds_only_missing() {
+        let mut res = Some(Resource {
+            attributes: vec![string_kv("service.name", "from-client")],
+            ..Default::default()
+        });
+        let extra = vec![("k8s.cluster.name".to_owned(), "c1".to_owned())];
+        Enrichment {
+            service_name: Some("from-config"),
+            environment: Some("production"),
+            user_agent: Some("UA"),
+            extra: &extra,
+            ..Default::default()
+        }
+        .apply(&mut res);
+        let a = &res.unwrap().attributes;
+        assert!(matches!(get(a, "service.name"), Some(Value::StringValue(s)) if s == "from-client"));
+        assert!(matches!(get(a, "deployment.environment.name"), Some(Value::StringValue(s)) if s == "production"));
+        assert!(get(a, "user_agent.original").is_some());
+        assert!(get(a, "k8s.cluster.name").is_some());
+    }
+
+    #[test]
+    fn decodes_captured_otlp_json_with_hex_ids() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/real-clients/otlp-json.jsonl"
+        ))
+        .unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let body = first["body"].as_str().unwrap();
+        let req: ExportTraceServiceRequest = decode(body.as_bytes(), BodyFormat::Json).unwrap();
+        let spans: Vec<_> = req.resource_spans[0]
+            .scope_spans
+            .iter()
+            .flat_map(|s| &s.spans)
+            .collect();
+        let doc = spans.iter().find(|s| s.name == "documentLoad").unwrap();
+        assert_eq!(doc.trace_id.len(), 16);
+        assert_eq!(
+            crate::model::trace_context::hex(&doc.parent_span_id),
+            "a1b2c3d4e5f60718"
+        );
+    }
+}
