@@ -133,11 +133,15 @@ fn scope() -> InstrumentationScope {
 /// Converts Unix epoch milliseconds to nanoseconds, keeping sub-millisecond precision.
 /// Non-finite or negative input gives 0.
 pub fn epoch_ms_to_nanos(ms: f64) -> u64 {
-    PageContext {
-        time_origin_ms: ms,
-        ..Default::default()
+    if !ms.is_finite() || ms < 0.0 {
+        return 0;
     }
-    .unix_nanos(0.0)
+    // Split so the sub-millisecond part keeps its precision (epoch ns exceed f64's 53 bits).
+    let whole = ms.trunc();
+    let frac_ns = ((ms - whole) * 1_000_000.0).round() as u64;
+    (whole as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(frac_ns)
 }
 
 /// Everything the span and log converters share for one batch, computed once.
