@@ -13,6 +13,9 @@
 //! - [`convert`]: model → OTLP spans and logs; the web-vital / HTTP metric aggregator.
 //! - [`export`]: bounded queues, batching, OTLP gRPC / HTTP / file transports, retries.
 //! - [`admin`]: health, readiness and Prometheus metrics on a separate listener.
+//!
+//! Around it: [`config`] (file, OpenTelemetry environment variables, validation) and
+//! [`telemetry`] (the daemon's own logs and traces).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -22,3 +25,9 @@ pub mod export;
 pub mod model;
 pub mod process;
 pub mod receive;
+pub mod telemetry;
+
+// TEMP stub, replaced on merge
+pub async fn run(_: config::Config) -> anyhow::Result<()> {
+    Ok(())
+}

@@ -32,7 +32,6 @@
 //!   telemetry) unless the file sets it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Compression, Config, ConfigError, ExporterConfig, Protocol};
@@ -334,15 +333,6 @@ fn percent_decode(s: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|_| format!("percent-decoded {s:?} is not UTF-8"))
-}
-
-impl ExporterConfig {
-    /// The embedded default: OTLP-JSON lines under `./rum-bridge-data`.
-    pub fn embedded_default() -> Self {
-        let mut exporter = Self::new(DEFAULT_EXPORTER_NAME, Protocol::File);
-        exporter.path = Some(PathBuf::from(DEFAULT_EXPORTER_PATH));
-        exporter
-    }
 }
 
 #[cfg(test)]

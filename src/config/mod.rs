@@ -318,6 +318,14 @@ impl ExporterConfig {
             retry: RetryConfig::default(),
         }
     }
+
+    /// The embedded default, used when neither the file nor the environment names an exporter:
+    /// OTLP-JSON lines under `./rum-bridge-data`.
+    pub fn embedded_default() -> Self {
+        let mut exporter = Self::new(env::DEFAULT_EXPORTER_NAME, Protocol::File);
+        exporter.path = Some(PathBuf::from(env::DEFAULT_EXPORTER_PATH));
+        exporter
+    }
 }
 
 /// Bounded in-memory queue in front of an exporter.
