@@ -70,12 +70,6 @@ pub async fn run_until(
             ),
         }
     }
-    if config.development_mode() {
-        tracing::warn!(
-            "no [[apps]] configured: DEVELOPMENT MODE, any app key and origin is accepted; configure apps before exposing this port"
-        );
-    }
-
     let (flush_tx, flush_rx) = watch::channel(false);
     let aggregator = config.metrics.enabled.then(|| {
         let instance_id = format!("{:016x}", rand::random::<u64>());

@@ -13,6 +13,9 @@
 //! - [`convert`]: model → OTLP spans and logs; the web-vital / HTTP metric aggregator.
 //! - [`export`]: bounded queues, batching, OTLP gRPC / HTTP / file transports, retries.
 //! - [`admin`]: health, readiness and Prometheus metrics on a separate listener.
+//!
+//! Around it: [`config`] (file, OpenTelemetry environment variables, validation) and
+//! [`telemetry`] (the daemon's own logs and traces).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -23,4 +26,6 @@ pub mod export;
 pub mod model;
 pub mod process;
 pub mod receive;
+pub mod telemetry;
+
 pub use daemon::run;

@@ -1,8 +1,21 @@
 //! Typed configuration: the TOML file, the OpenTelemetry environment variables, and validation.
 //!
+//! One place decides what the daemon will do, before anything starts: [`Config::load`] reads the
+//! file (or starts from defaults), overlays the standard OpenTelemetry environment variables
+//! ([`env`]), and validates the result ([`Config::validate`]), so a bad setting stops start-up
+//! with a message naming the key instead of failing later at run time.
+//!
 //! Every section denies unknown keys so a typo is an error that names the key and its line,
-//! not a silently ignored setting.
+//! not a silently ignored setting. Durations are written either as strings with a unit
+//! (`"10s"`, `"500ms"`, `"5m"`, `"1h"`) or as a bare integer in the unit the key documents.
+//! `config/rum-bridge.toml` documents every key.
 
+pub mod env;
+mod validate;
+
+pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +35,15 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exporters: Vec<ExporterConfig>,
+    /// `[resource_attributes]`: attributes added to every exported resource (spans, logs,
+    /// metrics) that does not already carry the key, e.g. `"k8s.cluster.name" = "eu-1"`; also
+    /// put on the daemon's own traces. `OTEL_RESOURCE_ATTRIBUTES` fills keys not set here.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Problems found while loading that did not stop it (e.g. a discarded
+    /// `OTEL_RESOURCE_ATTRIBUTES`); logged once logging is up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[server]`: listeners and edge behaviour.
@@ -35,7 +57,7 @@ pub struct ServerConfig {
     /// `Access-Control-Max-Age` for CORS preflights, seconds.
     pub cors_max_age_secs: u64,
     /// How long shutdown may spend draining queues before persisting or dropping the rest.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "duration_secs")]
     pub shutdown_timeout: Duration,
     /// `Retry-After` seconds sent with 503 when the queue is full.
     pub retry_after_secs: u64,
@@ -125,7 +147,7 @@ pub enum Temporality {
 pub struct MetricsConfig {
     pub enabled: bool,
     /// Flush interval.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "duration_secs")]
     pub interval: Duration,
     pub temporality: Temporality,
     /// Distinct attribute sets per metric before overflow folds into one series.
@@ -162,9 +184,15 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `tracing` filter directive, e.g. `info` or `rum_bridge=debug`. `RUST_LOG` wins.
     pub log_level: String,
+    /// `service.name` of the daemon's own telemetry; else `OTEL_SERVICE_NAME`, else
+    /// `service.name` in `resource_attributes`, else `rum-bridge` (see
+    /// [`Config::self_service_name`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
     /// Send the daemon's own spans through `tracing-opentelemetry` (OTLP/gRPC).
     pub self_traces: bool,
     /// Where self traces go; defaults to the first OTLP gRPC exporter's endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub self_traces_endpoint: Option<String>,
 }
 
@@ -173,6 +201,7 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            service_name: None,
             self_traces: false,
             self_traces_endpoint: None,
         }
@@ -249,7 +278,7 @@ pub struct ExporterConfig {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub headers: std::collections::BTreeMap<String, String>,
     /// Per-request timeout.
-    #[serde(default = "default_timeout", with = "humantime_secs")]
+    #[serde(default = "default_timeout", with = "duration_secs")]
     pub timeout: Duration,
     /// Directory for OTLP-JSON output (`file` protocol).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,6 +296,36 @@ pub struct ExporterConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+impl ExporterConfig {
+    /// An exporter with every optional setting at its default.
+    pub fn new(name: impl Into<String>, protocol: Protocol) -> Self {
+        Self {
+            name: name.into(),
+            endpoint: None,
+            traces_endpoint: None,
+            logs_endpoint: None,
+            metrics_endpoint: None,
+            protocol,
+            compression: Compression::None,
+            headers: BTreeMap::new(),
+            timeout: default_timeout(),
+            path: None,
+            buffer_dir: None,
+            queue: QueueConfig::default(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+
+    /// The embedded default, used when neither the file nor the environment names an exporter:
+    /// OTLP-JSON lines under `./rum-bridge-data`.
+    pub fn embedded_default() -> Self {
+        let mut exporter = Self::new(env::DEFAULT_EXPORTER_NAME, Protocol::File);
+        exporter.path = Some(PathBuf::from(env::DEFAULT_EXPORTER_PATH));
+        exporter
+    }
 }
 
 /// Bounded in-memory queue in front of an exporter.
@@ -292,7 +351,7 @@ pub struct BatchConfig {
     /// Most encoded bytes in one export request.
     pub max_bytes: usize,
     /// Longest an item waits for its batch to fill.
-    #[serde(with = "humantime_millis")]
+    #[serde(with = "duration_millis")]
     pub timeout: Duration,
 }
 
@@ -311,12 +370,12 @@ impl Default for BatchConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     pub enabled: bool,
-    #[serde(with = "humantime_millis")]
+    #[serde(with = "duration_millis")]
     pub initial_backoff: Duration,
-    #[serde(with = "humantime_millis")]
+    #[serde(with = "duration_millis")]
     pub max_backoff: Duration,
     /// Give up after this long (the batch is dropped and counted).
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "duration_secs")]
     pub max_elapsed: Duration,
 }
 
@@ -331,31 +390,100 @@ impl Default for RetryConfig {
     }
 }
 
-/// Durations written as whole seconds in TOML (`timeout = 10`).
-mod humantime_secs {
-    use serde::{Deserialize, Deserializer, Serializer};
+/// Durations in TOML: a string with a unit (`"1500ms"`, `"10s"`, `"5m"`, `"1h"`), or a bare
+/// integer in the unit the key documents. Written back with the largest unit that keeps the
+/// value exact (`"5m"`, `"10s"`, `"1500ms"`), so nothing is lost.
+mod duration {
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::Serializer;
+    use std::fmt;
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
+        let ms = d.as_millis();
+        let text = match ms {
+            0 => "0s".to_owned(),
+            _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+            _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+            _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+            _ => format!("{ms}ms"),
+        };
+        s.serialize_str(&text)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
+    /// Parses `"<integer><unit>"` with unit `ms`, `s`, `m` or `h`.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| {
+            format!("invalid duration {text:?}: expected e.g. \"500ms\", \"10s\", \"5m\"")
+        })?;
+        let ms_per_unit = match unit.trim() {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => {
+                return Err(format!(
+                    "invalid duration {text:?}: unit must be ms, s, m or h"
+                ))
+            }
+        };
+        n.checked_mul(ms_per_unit)
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("duration {text:?} is too large"))
+    }
+
+    /// Accepts an integer of `ms_per_unit` milliseconds, or a string with a unit.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+        ms_per_unit: u64,
+    ) -> Result<Duration, D::Error> {
+        struct DurationVisitor(u64);
+        impl Visitor<'_> for DurationVisitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"10s\" or \"500ms\", or an integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+                v.checked_mul(self.0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| E::custom("duration is too large"))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+                let v = u64::try_from(v).map_err(|_| E::custom("duration cannot be negative"))?;
+                self.visit_u64(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(DurationVisitor(ms_per_unit))
     }
 }
 
-/// Durations written as milliseconds in TOML.
-mod humantime_millis {
-    use serde::{Deserialize, Deserializer, Serializer};
+/// Durations whose bare-integer form is seconds.
+mod duration_secs {
+    pub use super::duration::serialize;
+    use serde::Deserializer;
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::duration::deserialize(d, 1000)
     }
+}
+
+/// Durations whose bare-integer form is milliseconds.
+mod duration_millis {
+    pub use super::duration::serialize;
+    use serde::Deserializer;
+    use std::time::Duration;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
+        super::duration::deserialize(d, 1)
     }
 }
 
@@ -369,14 +497,37 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("invalid config: {0}")]
-    Invalid(String),
+    /// Every problem found, one per entry, each starting with the key it concerns
+    /// (`apps[1].key: duplicate key "pk_x"`).
+    #[error("invalid config:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
     #[error("invalid environment variable {var}: {message}")]
     Env { var: String, message: String },
 }
 
 impl Config {
-    /// Reads and parses a TOML file. Errors name the key and the line (from `toml`'s spans).
+    /// The effective configuration: the file at `path` (or the defaults when `None`), the
+    /// OpenTelemetry environment variables read through `env` ([`env`] module docs), then
+    /// [`validate`](Self::validate).
+    pub fn load(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let config = Self::load_unvalidated(path, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`load`](Self::load) without the final validation, for callers that apply overrides
+    /// (command-line flags) first and then call [`validate`](Self::validate).
+    pub fn load_unvalidated(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        env::overlay(&mut config, env)?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file. Errors name the file, the key and the line (from `toml`'s
+    /// spans).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -393,8 +544,364 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// Checks every rule that types cannot express; reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = validate::problems(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
     /// Whether any app is configured (otherwise development mode: any key accepted).
     pub fn development_mode(&self) -> bool {
         self.apps.is_empty()
+    }
+
+    /// `service.name` of the daemon's own telemetry: `telemetry.service_name` (which
+    /// `OTEL_SERVICE_NAME` fills), else `service.name` from `resource_attributes`, else
+    /// `rum-bridge`.
+    pub fn self_service_name(&self) -> &str {
+        self.telemetry
+            .service_name
+            .as_deref()
+            .or_else(|| {
+                self.resource_attributes
+                    .get("service.name")
+                    .map(String::as_str)
+            })
+            .unwrap_or("rum-bridge")
+    }
+
+    /// The configuration as TOML, with exporter header values (credentials) masked as `***`.
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        for exporter in &mut shown.exporters {
+            for value in exporter.headers.values_mut() {
+                *value = "***".to_owned();
+            }
+        }
+        toml::to_string(&shown)
+    }
+}
+
+/// Checks an OTLP endpoint: an absolute `http` or `https` URL with a host.
+pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(format!(
+                "invalid URL {url:?}: must start with http:// or https://"
+            ))
+        }
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err(format!("invalid URL {url:?}: no host")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    const EXAMPLE: &str = include_str!("../../config/rum-bridge.toml");
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn write_temp(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn unknown_key_error_names_file_key_and_line() {
+        let file = write_temp("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 4\n");
+        let err = Config::load(Some(file.path()), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("{}: ", file.path().display())),
+            "{err}"
+        );
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+
+        let nested =
+            "[[exporters]]\nname = \"a\"\nprotocol = \"grpc\"\n\n[exporters.batch]\nmax_item = 1\n";
+        let err = Config::from_toml(nested).unwrap_err();
+        assert!(err.contains("line 6") && err.contains("max_item"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_enum_values_are_parse_errors() {
+        let err =
+            Config::from_toml("[[exporters]]\nname = \"a\"\nprotocol = \"http\"\n").unwrap_err();
+        assert!(
+            err.contains("line 3") && err.contains("http/protobuf"),
+            "{err}"
+        );
+        let err = Config::from_toml("[metrics]\ninterval = \"10 sec\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("unit must be"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/rum.toml")), &no_env).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn durations_accept_units_and_bare_integers_in_the_documented_unit() {
+        let c = Config::from_toml(
+            "[server]\nshutdown_timeout = 3\n[metrics]\ninterval = \"2m\"\n\
+             [[exporters]]\nname = \"a\"\ntimeout = \"1500ms\"\n\
+             [exporters.batch]\ntimeout = 250\n[exporters.retry]\nmax_elapsed = \"1h\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(c.metrics.interval, Duration::from_secs(120));
+        let e = &c.exporters[0];
+        assert_eq!(e.timeout, Duration::from_millis(1500));
+        assert_eq!(e.batch.timeout, Duration::from_millis(250));
+        assert_eq!(e.retry.max_elapsed, Duration::from_secs(3600));
+        for bad in [
+            "-1",
+            "\"5\"",
+            "\"1.5s\"",
+            "\"s\"",
+            "\"99999999999999999999h\"",
+        ] {
+            let text = format!("[server]\nshutdown_timeout = {bad}\n");
+            assert!(Config::from_toml(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nothing_configured_loads_the_embedded_file_exporter() {
+        let c = Config::load(None, &no_env).unwrap();
+        assert_eq!(c.exporters.len(), 1);
+        assert_eq!(c.exporters[0].protocol, Protocol::File);
+        assert_eq!(
+            c.exporters[0].path,
+            Some(PathBuf::from("./rum-bridge-data"))
+        );
+        assert!(c.development_mode());
+        assert_eq!(c.self_service_name(), "rum-bridge");
+    }
+
+    #[test]
+    fn env_endpoint_switches_to_otlp_and_service_name_applies() {
+        let vars: HashMap<&str, &str> = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_SERVICE_NAME", "rum-edge"),
+        ]
+        .into();
+        let env = |name: &str| vars.get(name).map(|v| v.to_string());
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.exporters.len(), 1);
+        assert_eq!(c.exporters[0].protocol, Protocol::Grpc);
+        assert_eq!(
+            c.exporters[0].endpoint.as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(c.self_service_name(), "rum-edge");
+    }
+
+    #[test]
+    fn self_service_name_falls_back_to_resource_attribute() {
+        let mut c = Config::default();
+        c.resource_attributes
+            .insert("service.name".into(), "from-attrs".into());
+        assert_eq!(c.self_service_name(), "from-attrs");
+    }
+
+    #[test]
+    fn validation_errors_are_reported_together() {
+        let file = write_temp(
+            "[[apps]]\nname = \"a\"\nkey = \"pk_x\"\n[[apps]]\nname = \"b\"\nkey = \"pk_x\"\n\
+             [[exporters]]\nname = \"f\"\nprotocol = \"file\"\n",
+        );
+        let err = Config::load(Some(file.path()), &no_env).unwrap_err();
+        let ConfigError::Invalid(problems) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            problems,
+            &[
+                "apps[1].key: duplicate key \"pk_x\"".to_owned(),
+                "exporters[0].path: required for protocol \"file\"".to_owned(),
+            ]
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid config:\n  apps[1].key: duplicate key \"pk_x\"\n  \
+             exporters[0].path: required for protocol \"file\""
+        );
+    }
+
+    #[test]
+    fn redacted_toml_masks_header_values_and_round_trips() {
+        let mut c = Config::load(Some(&example_path()), &no_env).unwrap();
+        c.exporters[0]
+            .headers
+            .insert("api-key".into(), "s3cr3t".into());
+        let text = c.to_redacted_toml().unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("api-key = \"***\""), "{text}");
+        let back = Config::from_toml(&text).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.exporters[0].headers["api-key"], "***");
+        assert_eq!(
+            toml::to_string(&back.exporters[0].retry).unwrap(),
+            toml::to_string(&c.exporters[0].retry).unwrap()
+        );
+        assert_eq!(back.apps[0].allowed_origins, c.apps[0].allowed_origins);
+    }
+
+    fn example_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rum-bridge.toml")
+    }
+
+    #[test]
+    fn example_file_parses_and_validates() {
+        let c = Config::load(Some(&example_path()), &no_env).unwrap();
+        assert_eq!(c.apps.len(), 1);
+        assert_eq!(c.exporters.len(), 1);
+        assert_eq!(c.exporters[0].protocol, Protocol::Grpc);
+        assert_eq!(
+            c.exporters[0].endpoint.as_deref(),
+            Some("http://127.0.0.1:4317")
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    /// The values the example shows for settings with defaults are the real defaults.
+    #[test]
+    fn example_file_shows_the_true_defaults() {
+        let example = Config::from_toml(EXAMPLE).unwrap();
+        let defaults = Config::default();
+        assert_eq!(show(&example.server), show(&defaults.server));
+        assert_eq!(show(&example.limits), show(&defaults.limits));
+        assert_eq!(show(&example.correlation), show(&defaults.correlation));
+        assert_eq!(show(&example.metrics), show(&defaults.metrics));
+        assert_eq!(show(&example.telemetry), show(&defaults.telemetry));
+        let mut exporter = example.exporters[0].clone();
+        exporter.endpoint = None;
+        let mut default_exporter = ExporterConfig::new("collector", Protocol::Grpc);
+        default_exporter.endpoint = None;
+        assert_eq!(show(&exporter), show(&default_exporter));
+    }
+
+    /// A config section as TOML text, for comparisons.
+    fn show<T: Serialize>(section: &T) -> String {
+        toml::to_string(section).unwrap()
+    }
+
+    /// A config with every optional field set, so its TOML has every key.
+    fn fully_populated() -> Config {
+        let mut c = Config::default();
+        c.telemetry.service_name = Some("s".into());
+        c.telemetry.self_traces_endpoint = Some("http://x:4317".into());
+        c.resource_attributes.insert("free.form".into(), "v".into());
+        c.apps.push(AppConfig {
+            name: "a".into(),
+            key: "k".into(),
+            allowed_origins: vec!["*".into()],
+            environment: Some("e".into()),
+            version: Some("1".into()),
+            sample_rate: Some(0.5),
+        });
+        let mut e = ExporterConfig::new("x", Protocol::HttpProtobuf);
+        e.endpoint = Some("http://x".into());
+        e.traces_endpoint = Some("http://x/t".into());
+        e.logs_endpoint = Some("http://x/l".into());
+        e.metrics_endpoint = Some("http://x/m".into());
+        e.headers.insert("free-form".into(), "v".into());
+        e.path = Some("p".into());
+        e.buffer_dir = Some("b".into());
+        c.exporters.push(e);
+        c
+    }
+
+    /// Collects dotted table paths and leaf keys, not descending into free-form maps.
+    fn collect_keys(
+        value: &toml::Value,
+        path: &str,
+        tables: &mut Vec<String>,
+        keys: &mut Vec<String>,
+    ) {
+        let table = match value {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                if let Some(first) = items.first().filter(|v| v.is_table()) {
+                    collect_keys(first, path, tables, keys);
+                }
+                return;
+            }
+            _ => return,
+        };
+        for (key, child) in table {
+            let child_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            let is_table = child.is_table()
+                || child
+                    .as_array()
+                    .is_some_and(|a| a.first().is_some_and(toml::Value::is_table));
+            if is_table && key != "headers" {
+                tables.push(child_path.clone());
+                if key != "resource_attributes" {
+                    collect_keys(child, &child_path, tables, keys);
+                }
+            } else {
+                keys.push(key.clone());
+            }
+        }
+    }
+
+    /// Every key the config can hold is documented in the example (commented out or not).
+    #[test]
+    fn example_file_documents_every_key() {
+        let populated = toml::Value::try_from(fully_populated()).unwrap();
+        let (mut tables, mut keys) = (Vec::new(), Vec::new());
+        collect_keys(&populated, "", &mut tables, &mut keys);
+        assert!(
+            tables.len() >= 10 && keys.len() >= 40,
+            "{tables:?} {keys:?}"
+        );
+        let lines: Vec<&str> = EXAMPLE
+            .lines()
+            .map(|l| l.trim_start_matches(['#', ' ']))
+            .collect();
+        for table in &tables {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| *l == format!("[{table}]") || *l == format!("[[{table}]]")),
+                "section [{table}] is not in config/rum-bridge.toml"
+            );
+        }
+        for key in &keys {
+            assert!(
+                lines.iter().any(|l| l.starts_with(&format!("{key} = "))),
+                "key {key:?} is not documented in config/rum-bridge.toml"
+            );
+        }
     }
 }
