@@ -3,12 +3,37 @@
 //! The edge hands each accepted request's telemetry to [`Pipeline::submit`], which never waits:
 //! it places the payload on every exporter's bounded queue or reports that a queue is full (the
 //! edge turns that into `503` + `Retry-After`). Each exporter runs its own task: batch by count,
-//! bytes and time, grouped by resource; send over OTLP gRPC, HTTP/protobuf or to OTLP-JSON files;
-//! retry per the OTLP spec.
+//! bytes and time, grouped by resource; send over OTLP gRPC, HTTP/protobuf, HTTP/JSON or to
+//! OTLP-JSON files; retry per the OTLP spec. Every item ends up counted as exported or failed
+//! with a reason (`admin::Metrics`).
 
+pub mod batch;
+pub mod file;
+pub mod grpc;
+pub mod http;
+mod queue;
+pub mod retry;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin::Metrics;
+use crate::config::{ExporterConfig, Protocol};
+use batch::BatchData;
+use queue::{Phase, QueueHandle, Worker};
+use retry::SendError;
 
 /// Telemetry produced from one accepted request (or one metrics flush).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,7 +82,7 @@ pub struct ItemCounts {
     pub metric_points: usize,
 }
 
-fn metric_points(m: &opentelemetry_proto::tonic::metrics::v1::Metric) -> usize {
+pub(crate) fn metric_points(m: &opentelemetry_proto::tonic::metrics::v1::Metric) -> usize {
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     match &m.data {
         Some(Data::Gauge(g)) => g.data_points.len(),
@@ -66,5 +91,604 @@ fn metric_points(m: &opentelemetry_proto::tonic::metrics::v1::Metric) -> usize {
         Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
         Some(Data::Summary(s)) => s.data_points.len(),
         None => 0,
+    }
+}
+
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
+
+    /// Label value in metrics and logs; also the OTLP/HTTP path suffix and file name stem.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why the export pipeline cannot start with the given configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the export pipeline must be started inside a tokio runtime")]
+    NoRuntime,
+    #[error("no exporter configured")]
+    NoExporters,
+    #[error("exporter name {exporter:?} is used twice")]
+    DuplicateName { exporter: String },
+    #[error("exporter {exporter:?}: {setting} must be at least 1")]
+    InvalidLimit {
+        exporter: String,
+        setting: &'static str,
+    },
+    #[error("exporter {exporter:?}: invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint {
+        exporter: String,
+        endpoint: String,
+        reason: String,
+    },
+    /// The header value is deliberately not shown: it is usually a credential.
+    #[error("exporter {exporter:?}: invalid header {name:?} (bad name or value)")]
+    InvalidHeader { exporter: String, name: String },
+    #[error("exporter {exporter:?}: protocol `file` needs `path`")]
+    MissingPath { exporter: String },
+    #[error("exporter {exporter:?}: cannot open {path}: {source}")]
+    Io {
+        exporter: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("exporter {exporter:?}: cannot build HTTP client: {source}")]
+    HttpClient {
+        exporter: String,
+        source: reqwest::Error,
+    },
+}
+
+/// Why [`Pipeline::submit`] refused a payload; the edge answers `503` with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Backpressure {
+    #[error("export queue of {exporter:?} is full")]
+    QueueFull { exporter: String },
+    #[error("export pipeline is shutting down")]
+    ShuttingDown,
+}
+
+/// What the destination said about a request it accepted (OTLP `partial_success`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Ack {
+    /// Items the destination rejected although the request succeeded.
+    pub rejected: i64,
+    /// A warning or the reason for the rejection; empty when all is well.
+    pub message: String,
+}
+
+impl From<ExportTracePartialSuccess> for Ack {
+    fn from(p: ExportTracePartialSuccess) -> Self {
+        Self {
+            rejected: p.rejected_spans,
+            message: p.error_message,
+        }
+    }
+}
+
+impl From<ExportLogsPartialSuccess> for Ack {
+    fn from(p: ExportLogsPartialSuccess) -> Self {
+        Self {
+            rejected: p.rejected_log_records,
+            message: p.error_message,
+        }
+    }
+}
+
+impl From<ExportMetricsPartialSuccess> for Ack {
+    fn from(p: ExportMetricsPartialSuccess) -> Self {
+        Self {
+            rejected: p.rejected_data_points,
+            message: p.error_message,
+        }
+    }
+}
+
+/// One way of delivering batches: OTLP/gRPC, OTLP/HTTP or OTLP-JSON files.
+pub(crate) trait Transport: Send + 'static {
+    /// A batch encoded once, sent as often as retries need.
+    type Prepared: Send + Sync;
+
+    fn prepare(&self, batch: BatchData) -> Result<Self::Prepared, SendError>;
+
+    fn send(
+        &mut self,
+        prepared: &Self::Prepared,
+    ) -> impl Future<Output = Result<Ack, SendError>> + Send;
+}
+
+/// The export stage: one bounded queue and one task per exporter (fan-out), so a slow
+/// destination fills only its own queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queues: Vec<QueueHandle>,
+    phase: watch::Sender<Phase>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    /// Validates the exporters and spawns their tasks. Must be called inside a tokio runtime.
+    /// gRPC channels connect lazily, so this succeeds while the collector is down.
+    pub fn start(
+        exporters: &[ExporterConfig],
+        metrics: Arc<Metrics>,
+    ) -> Result<Pipeline, ExportError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ExportError::NoRuntime);
+        }
+        if exporters.is_empty() {
+            return Err(ExportError::NoExporters);
+        }
+        let mut names = HashSet::new();
+        for config in exporters {
+            if !names.insert(config.name.as_str()) {
+                return Err(ExportError::DuplicateName {
+                    exporter: config.name.clone(),
+                });
+            }
+            validate_limits(config)?;
+        }
+        // Build every transport before spawning anything, so a bad config starts nothing.
+        let transports = exporters
+            .iter()
+            .map(AnyTransport::new)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let (phase, _) = watch::channel(Phase::Running);
+        let mut queues = Vec::with_capacity(exporters.len());
+        let mut workers = Vec::with_capacity(exporters.len());
+        for (config, transport) in exporters.iter().zip(transports) {
+            let (sender, receiver) = mpsc::channel(config.queue.capacity);
+            let handle = QueueHandle::new(config.name.clone(), sender, &metrics);
+            let phase = phase.subscribe();
+            workers.push(match transport {
+                AnyTransport::Grpc(t) => {
+                    tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
+                }
+                AnyTransport::Http(t) => {
+                    tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
+                }
+                AnyTransport::File(t) => {
+                    tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
+                }
+            });
+            queues.push(handle);
+        }
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                queues,
+                phase,
+                workers: Mutex::new(workers),
+            }),
+        })
+    }
+
+    /// Queues a payload for every exporter without waiting. All or nothing: if any exporter's
+    /// queue is full, no exporter gets it (so the client's retry does not duplicate data).
+    pub fn submit(&self, payload: Payload) -> Result<(), Backpressure> {
+        if payload.is_empty() {
+            return Ok(());
+        }
+        let queues = &self.inner.queues;
+        let mut permits = Vec::with_capacity(queues.len());
+        for queue in queues {
+            match queue.sender.try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    return Err(Backpressure::QueueFull {
+                        exporter: queue.name.clone(),
+                    })
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    return Err(Backpressure::ShuttingDown)
+                }
+            }
+        }
+        let payload = Arc::new(payload);
+        for permit in permits {
+            permit.send(Arc::clone(&payload));
+        }
+        for queue in queues {
+            queue.update_depth_gauge();
+        }
+        Ok(())
+    }
+
+    /// Whether any exporter's queue is at capacity (readiness turns false).
+    pub fn is_full(&self) -> bool {
+        self.inner.queues.iter().any(|q| q.sender.capacity() == 0)
+    }
+
+    /// Payloads waiting per exporter.
+    pub fn queue_depths(&self) -> Vec<(String, usize)> {
+        self.inner
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.depth()))
+            .collect()
+    }
+
+    /// Stops accepting, lets every exporter drain its queue and flush its batches, and waits up
+    /// to `deadline`. Whatever is still undelivered then is counted as failed (`shutdown`) and
+    /// logged by its exporter.
+    pub async fn shutdown(self, deadline: Duration) {
+        let end = tokio::time::Instant::now() + deadline;
+        self.inner.phase.send_if_modified(|phase| {
+            let running = *phase == Phase::Running;
+            if running {
+                *phase = Phase::Draining;
+            }
+            running
+        });
+        let workers = std::mem::take(
+            &mut *self
+                .inner
+                .workers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        // Await each in turn against the common deadline; all of them drain concurrently.
+        let mut pending = workers.into_iter();
+        let mut unfinished = Vec::new();
+        for mut worker in pending.by_ref() {
+            match tokio::time::timeout_at(end, &mut worker).await {
+                Ok(result) => log_worker_end(result),
+                Err(_) => {
+                    unfinished.push(worker);
+                    break;
+                }
+            }
+        }
+        if unfinished.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            ?deadline,
+            "export shutdown deadline reached; abandoning undelivered telemetry"
+        );
+        self.inner.phase.send_replace(Phase::Abort);
+        // Aborted workers stop at their next await point and count what they still hold.
+        for worker in unfinished.into_iter().chain(pending) {
+            log_worker_end(worker.await);
+        }
+    }
+}
+
+fn log_worker_end(result: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = result {
+        tracing::error!(%error, "exporter task failed");
+    }
+}
+
+fn validate_limits(config: &ExporterConfig) -> Result<(), ExportError> {
+    let zero = [
+        ("queue.capacity", config.queue.capacity),
+        ("batch.max_items", config.batch.max_items),
+        ("batch.max_bytes", config.batch.max_bytes),
+    ]
+    .into_iter()
+    .find(|(_, value)| *value == 0);
+    match zero {
+        Some((setting, _)) => Err(ExportError::InvalidLimit {
+            exporter: config.name.clone(),
+            setting,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A configured transport, before its task is spawned.
+// Lives only during start-up, so the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum AnyTransport {
+    Grpc(grpc::GrpcTransport),
+    Http(http::HttpTransport),
+    File(file::FileTransport),
+}
+
+impl AnyTransport {
+    fn new(config: &ExporterConfig) -> Result<Self, ExportError> {
+        Ok(match config.protocol {
+            Protocol::Grpc => Self::Grpc(grpc::GrpcTransport::new(config)?),
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                Self::Http(http::HttpTransport::new(config)?)
+            }
+            Protocol::File => Self::File(file::FileTransport::new(config)?),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::Duration;
+
+    use crate::config::{ExporterConfig, Protocol};
+
+    /// A default exporter of `protocol`, without endpoint or path.
+    pub(crate) fn exporter_config(name: &str, protocol: Protocol) -> ExporterConfig {
+        let mut config = super::file::embedded_default_exporter();
+        config.name = name.into();
+        config.protocol = protocol;
+        config.path = None;
+        config
+    }
+
+    /// Polls `condition` every 10 ms for up to 10 s.
+    pub(crate) async fn wait_until(mut condition: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not met within 10 s");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch::tests::spans_payload;
+    use super::grpc::tests::{grpc_config, start_collector, Collector};
+    use super::http::tests::start_server;
+    use super::test_support::{exporter_config, wait_until};
+    use super::*;
+    use crate::admin::{ExporterSignal, ExporterSignalReason};
+    use axum::http::StatusCode;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    fn exported(metrics: &Metrics, exporter: &str) -> u64 {
+        metrics
+            .exported_items
+            .get_or_create(&ExporterSignal {
+                exporter: exporter.into(),
+                signal: "traces",
+            })
+            .get()
+    }
+
+    fn retries(metrics: &Metrics, exporter: &str) -> u64 {
+        metrics
+            .export_retries
+            .get_or_create(&ExporterSignal {
+                exporter: exporter.into(),
+                signal: "traces",
+            })
+            .get()
+    }
+
+    fn failed(metrics: &Metrics, exporter: &str, reason: &'static str) -> u64 {
+        metrics
+            .failed_items
+            .get_or_create(&ExporterSignalReason {
+                exporter: exporter.into(),
+                signal: "traces",
+                reason,
+            })
+            .get()
+    }
+
+    fn fast_retries(config: &mut ExporterConfig) {
+        config.retry.initial_backoff = Duration::from_millis(1);
+        config.retry.max_backoff = Duration::from_millis(5);
+        config.batch.timeout = Duration::from_millis(10);
+    }
+
+    fn file_config(name: &str, dir: &std::path::Path) -> ExporterConfig {
+        let mut config = exporter_config(name, Protocol::File);
+        config.path = Some(dir.to_owned());
+        config
+    }
+
+    fn span_ids_in_file(path: &std::path::Path) -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut ids = Vec::new();
+        for line in text.lines() {
+            let request: serde_json::Value = serde_json::from_str(line).unwrap();
+            for rs in request["resourceSpans"].as_array().unwrap() {
+                for ss in rs["scopeSpans"].as_array().unwrap() {
+                    for span in ss["spans"].as_array().unwrap() {
+                        ids.push(span["spanId"].as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_configs() {
+        let metrics = Arc::new(Metrics::new());
+        assert!(matches!(
+            Pipeline::start(&[], metrics.clone()),
+            Err(ExportError::NoExporters)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let twice = [file_config("a", dir.path()), file_config("a", dir.path())];
+        assert!(matches!(
+            Pipeline::start(&twice, metrics.clone()),
+            Err(ExportError::DuplicateName { .. })
+        ));
+        let mut zero = file_config("a", dir.path());
+        zero.queue.capacity = 0;
+        assert!(matches!(
+            Pipeline::start(&[zero], metrics),
+            Err(ExportError::InvalidLimit {
+                setting: "queue.capacity",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_pending_items_to_every_exporter() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let mut configs = [
+            file_config("a", &dir.path().join("a")),
+            file_config("b", &dir.path().join("b")),
+        ];
+        for config in &mut configs {
+            // Nothing would be flushed before shutdown on its own.
+            config.batch.timeout = Duration::from_secs(3600);
+        }
+        let pipeline = Pipeline::start(&configs, metrics.clone()).unwrap();
+        assert_eq!(
+            pipeline.submit(Payload::default()),
+            Ok(()),
+            "empty is a no-op"
+        );
+        for n in 0..3 {
+            pipeline.submit(spans_payload("shop", [n])).unwrap();
+        }
+        pipeline.shutdown(Duration::from_secs(10)).await;
+
+        for name in ["a", "b"] {
+            let ids = span_ids_in_file(&dir.path().join(name).join("traces.jsonl"));
+            assert_eq!(
+                ids,
+                ["0000000000000000", "0101010101010101", "0202020202020202"]
+            );
+            assert_eq!(exported(&metrics, name), 3);
+            assert_eq!(failed(&metrics, name, "shutdown"), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_backpressure_and_deadline_counts_the_rest() {
+        // A destination that accepts connections but never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = exporter_config("stuck", Protocol::HttpProtobuf);
+        config.endpoint = Some(format!("http://{}", silent.local_addr().unwrap()));
+        config.timeout = Duration::from_secs(60);
+        config.queue.capacity = 2;
+        config.batch.max_items = 1;
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+
+        let mut accepted = 0;
+        let refused = loop {
+            match pipeline.submit(spans_payload("shop", [accepted])) {
+                Ok(()) => accepted += 1,
+                Err(refused) => break refused,
+            }
+            assert!(accepted <= 3, "queue of 2 plus one in flight");
+        };
+        assert_eq!(
+            refused,
+            Backpressure::QueueFull {
+                exporter: "stuck".into()
+            }
+        );
+        assert!(accepted >= 2);
+        assert!(pipeline.is_full());
+        assert_eq!(pipeline.queue_depths(), [("stuck".to_string(), 2)]);
+
+        let other_handle = pipeline.clone();
+        pipeline.shutdown(Duration::from_millis(100)).await;
+        assert_eq!(failed(&metrics, "stuck", "shutdown"), u64::from(accepted));
+        assert_eq!(exported(&metrics, "stuck"), 0);
+        assert_eq!(
+            other_handle.submit(spans_payload("shop", [9])),
+            Err(Backpressure::ShuttingDown)
+        );
+    }
+
+    #[tokio::test]
+    async fn http_503_is_retried_and_400_is_not() {
+        let (endpoint, server) = start_server(vec![
+            (StatusCode::SERVICE_UNAVAILABLE, vec![("retry-after", "0")]),
+            (StatusCode::OK, vec![]),
+            (StatusCode::BAD_REQUEST, vec![]),
+        ])
+        .await;
+        let mut config = exporter_config("collector", Protocol::HttpProtobuf);
+        config.endpoint = Some(endpoint);
+        fast_retries(&mut config);
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+
+        pipeline.submit(spans_payload("shop", 0..3)).unwrap();
+        wait_until(|| exported(&metrics, "collector") == 3).await;
+        assert_eq!(retries(&metrics, "collector"), 1);
+        {
+            let requests = server.requests.lock().unwrap();
+            assert_eq!(requests.len(), 2);
+            assert_eq!(requests[0].1, requests[1].1, "the same body is sent again");
+            let decoded = ExportTraceServiceRequest::decode(requests[1].1.as_ref()).unwrap();
+            assert_eq!(decoded.resource_spans, spans_payload("shop", 0..3).spans);
+        }
+
+        pipeline.submit(spans_payload("shop", 3..5)).unwrap();
+        wait_until(|| failed(&metrics, "collector", "permanent_error") == 2).await;
+        pipeline.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(
+            server.requests.lock().unwrap().len(),
+            3,
+            "400 is not retried"
+        );
+        assert_eq!(retries(&metrics, "collector"), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_elapsed() {
+        let busy = (StatusCode::TOO_MANY_REQUESTS, vec![]);
+        let (endpoint, server) = start_server(vec![busy; 1000]).await;
+        let mut config = exporter_config("collector", Protocol::HttpProtobuf);
+        config.endpoint = Some(endpoint);
+        fast_retries(&mut config);
+        config.retry.max_elapsed = Duration::from_millis(50);
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        pipeline.submit(spans_payload("shop", 0..2)).unwrap();
+        wait_until(|| failed(&metrics, "collector", "retries_exhausted") == 2).await;
+        assert!(server.requests.lock().unwrap().len() >= 2);
+        assert_eq!(exported(&metrics, "collector"), 0);
+    }
+
+    #[tokio::test]
+    async fn grpc_unavailable_is_retried() {
+        let collector = Arc::new(Collector::default());
+        collector
+            .failures
+            .lock()
+            .unwrap()
+            .push(tonic::Status::unavailable("warming up"));
+        let endpoint = start_collector(collector.clone()).await;
+        let mut config = grpc_config(&endpoint);
+        fast_retries(&mut config);
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        pipeline.submit(spans_payload("shop", 0..4)).unwrap();
+        wait_until(|| exported(&metrics, "collector") == 4).await;
+        assert_eq!(retries(&metrics, "collector"), 1);
+        let requests = collector.requests.lock().unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[1].1.resource_spans,
+            spans_payload("shop", 0..4).spans
+        );
     }
 }

@@ -1,0 +1,310 @@
+//! OTLP/gRPC transport: unary `Export` calls with the tonic clients from `opentelemetry-proto`.
+//!
+//! Channels connect lazily, so the daemon starts (and buffers, and answers browsers) while the
+//! collector is still down; connection failures surface as `UNAVAILABLE` and are retried.
+//! Headers become request metadata; gzip is negotiated per call when configured.
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use super::batch::BatchData;
+use super::retry::{classify_grpc_status, SendError};
+use super::{Ack, ExportError, Transport};
+use crate::config::{Compression, ExporterConfig};
+
+/// Default OTLP/gRPC endpoint (`otel.md` §4.7).
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
+
+/// Sends batches to an OTLP/gRPC receiver.
+pub struct GrpcTransport {
+    traces: TraceServiceClient<Channel>,
+    logs: LogsServiceClient<Channel>,
+    metrics: MetricsServiceClient<Channel>,
+    metadata: MetadataMap,
+}
+
+/// A batch as the export request message of its signal.
+pub enum GrpcRequest {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
+impl GrpcTransport {
+    /// Must run inside a tokio runtime (the lazy channel spawns its worker).
+    pub fn new(config: &ExporterConfig) -> Result<Self, ExportError> {
+        let base = config.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+        let base_channel = channel(config, base)?;
+        // Per-signal endpoints get their own channel; the rest share the base one.
+        let channel_for = |per_signal: &Option<String>| match per_signal.as_deref() {
+            Some(endpoint) if endpoint != base => channel(config, endpoint),
+            _ => Ok(base_channel.clone()),
+        };
+        let gzip = config.compression == Compression::Gzip;
+        let mut traces = TraceServiceClient::new(channel_for(&config.traces_endpoint)?);
+        let mut logs = LogsServiceClient::new(channel_for(&config.logs_endpoint)?);
+        let mut metrics = MetricsServiceClient::new(channel_for(&config.metrics_endpoint)?);
+        if gzip {
+            traces = traces
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+            logs = logs
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+            metrics = metrics
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        Ok(Self {
+            traces,
+            logs,
+            metrics,
+            metadata: metadata(config)?,
+        })
+    }
+
+    fn request<M>(&self, message: M) -> tonic::Request<M> {
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = self.metadata.clone();
+        request
+    }
+}
+
+impl Transport for GrpcTransport {
+    type Prepared = GrpcRequest;
+
+    fn prepare(&self, batch: BatchData) -> Result<GrpcRequest, SendError> {
+        Ok(match batch {
+            BatchData::Traces(resource_spans) => {
+                GrpcRequest::Traces(ExportTraceServiceRequest { resource_spans })
+            }
+            BatchData::Logs(resource_logs) => {
+                GrpcRequest::Logs(ExportLogsServiceRequest { resource_logs })
+            }
+            BatchData::Metrics(resource_metrics) => {
+                GrpcRequest::Metrics(ExportMetricsServiceRequest { resource_metrics })
+            }
+        })
+    }
+
+    async fn send(&mut self, request: &GrpcRequest) -> Result<Ack, SendError> {
+        // tonic consumes the message, so each attempt sends a copy.
+        let partial = match request {
+            GrpcRequest::Traces(message) => {
+                let request = self.request(message.clone());
+                self.traces
+                    .export(request)
+                    .await
+                    .map(|r| r.into_inner().partial_success.map(Ack::from))
+            }
+            GrpcRequest::Logs(message) => {
+                let request = self.request(message.clone());
+                self.logs
+                    .export(request)
+                    .await
+                    .map(|r| r.into_inner().partial_success.map(Ack::from))
+            }
+            GrpcRequest::Metrics(message) => {
+                let request = self.request(message.clone());
+                self.metrics
+                    .export(request)
+                    .await
+                    .map(|r| r.into_inner().partial_success.map(Ack::from))
+            }
+        };
+        match partial {
+            Ok(ack) => Ok(ack.unwrap_or_default()),
+            Err(status) => Err(SendError {
+                disposition: classify_grpc_status(&status),
+                message: format!("gRPC {:?}: {}", status.code(), status.message()),
+            }),
+        }
+    }
+}
+
+/// A lazily connecting channel to `endpoint`, with the exporter's per-call timeout.
+fn channel(config: &ExporterConfig, endpoint: &str) -> Result<Channel, ExportError> {
+    let invalid = |reason: String| ExportError::InvalidEndpoint {
+        exporter: config.name.clone(),
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => {}
+        Some("https") => {
+            return Err(invalid(
+                "https needs TLS, which this build does not include; use http:// (e.g. a local \
+                 collector) instead"
+                    .into(),
+            ))
+        }
+        _ => return Err(invalid("expected http://host:port".into())),
+    }
+    let endpoint = Endpoint::from(uri)
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout);
+    Ok(endpoint.connect_lazy())
+}
+
+fn metadata(config: &ExporterConfig) -> Result<MetadataMap, ExportError> {
+    let mut metadata = MetadataMap::with_capacity(config.headers.len());
+    for (name, value) in &config.headers {
+        let invalid = || ExportError::InvalidHeader {
+            exporter: config.name.clone(),
+            name: name.clone(),
+        };
+        // gRPC metadata keys are lowercase; HTTP-style names are accepted as written.
+        let key =
+            MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| invalid())?;
+        let value = MetadataValue::try_from(value.as_str()).map_err(|_| invalid())?;
+        metadata.insert(key, value);
+    }
+    Ok(metadata)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Protocol;
+    use crate::export::batch::tests::spans_payload;
+    use crate::export::retry::Disposition;
+    use crate::export::test_support::exporter_config;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// A TraceService that records requests and fails the first `failures` calls.
+    #[derive(Default)]
+    pub(crate) struct Collector {
+        pub requests: Mutex<Vec<(MetadataMap, ExportTraceServiceRequest)>>,
+        pub failures: Mutex<Vec<tonic::Status>>,
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let (metadata, _, message) = request.into_parts();
+            self.requests.lock().unwrap().push((metadata, message));
+            let failure = {
+                let mut failures = self.failures.lock().unwrap();
+                (!failures.is_empty()).then(|| failures.remove(0))
+            };
+            match failure {
+                Some(status) => Err(status),
+                None => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            }
+        }
+    }
+
+    /// Serves `collector` on 127.0.0.1:0; returns the endpoint.
+    pub(crate) async fn start_collector(collector: Arc<Collector>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service =
+            TraceServiceServer::from_arc(collector).accept_compressed(CompressionEncoding::Gzip);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        format!("http://{addr}")
+    }
+
+    pub(crate) fn grpc_config(endpoint: &str) -> ExporterConfig {
+        let mut config = exporter_config("collector", Protocol::Grpc);
+        config.endpoint = Some(endpoint.to_owned());
+        config.timeout = Duration::from_secs(5);
+        config
+    }
+
+    #[tokio::test]
+    async fn exports_spans_with_metadata_and_gzip() {
+        let collector = Arc::new(Collector::default());
+        let endpoint = start_collector(collector.clone()).await;
+        let mut config = grpc_config(&endpoint);
+        config.compression = Compression::Gzip;
+        config
+            .headers
+            .insert("Authorization".into(), "Bearer t0k3n".into());
+        let mut transport = GrpcTransport::new(&config).unwrap();
+        let batch = BatchData::Traces(spans_payload("shop", 0..3).spans);
+        let request = transport.prepare(batch).unwrap();
+        assert_eq!(transport.send(&request).await.unwrap(), Ack::default());
+
+        let requests = collector.requests.lock().unwrap();
+        assert_eq!(requests.len(), 1);
+        let (metadata, message) = &requests[0];
+        assert_eq!(message.resource_spans, spans_payload("shop", 0..3).spans);
+        assert_eq!(metadata.get("authorization").unwrap(), "Bearer t0k3n");
+        assert_eq!(metadata.get("grpc-encoding").unwrap(), "gzip");
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_retryable_then_ok() {
+        let collector = Arc::new(Collector::default());
+        collector
+            .failures
+            .lock()
+            .unwrap()
+            .push(tonic::Status::unavailable("warming up"));
+        let endpoint = start_collector(collector.clone()).await;
+        let mut transport = GrpcTransport::new(&grpc_config(&endpoint)).unwrap();
+        let request = transport
+            .prepare(BatchData::Traces(spans_payload("shop", 0..1).spans))
+            .unwrap();
+        let error = transport
+            .send(&request)
+            .await
+            .expect_err("UNAVAILABLE first");
+        assert_eq!(error.disposition, Disposition::Retryable { after: None });
+        transport.send(&request).await.expect("then OK");
+        assert_eq!(collector.requests.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn starts_while_collector_is_down() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let mut transport = GrpcTransport::new(&grpc_config(&format!("http://{addr}")))
+            .expect("lazy channel: no connection at start");
+        let request = transport
+            .prepare(BatchData::Traces(spans_payload("shop", 0..1).spans))
+            .unwrap();
+        let error = transport.send(&request).await.expect_err("nobody listens");
+        assert!(
+            matches!(error.disposition, Disposition::Retryable { .. }),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_endpoints_are_rejected() {
+        for endpoint in ["localhost:4317", "https://collector:4317", "http://"] {
+            let config = grpc_config(endpoint);
+            assert!(
+                matches!(
+                    GrpcTransport::new(&config),
+                    Err(ExportError::InvalidEndpoint { .. })
+                ),
+                "{endpoint}"
+            );
+        }
+    }
+}
