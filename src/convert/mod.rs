@@ -1,1 +1,2 @@
-//! placeholder
+//! Convert: the model → OTLP mapping (spans, logs) and the web-vital / HTTP metric aggregator.
+pub mod metrics;
