@@ -32,6 +32,7 @@
 pub mod attrs;
 pub mod ids;
 pub mod logs;
+pub mod metrics;
 pub mod resource;
 pub mod spans;
 
