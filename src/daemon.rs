@@ -1,6 +1,7 @@
 //! Wiring: builds the pipeline from the config, serves the ingest and admin listeners, and shuts
 //! down in stages (stop accepting → flush metrics → drain exporters under a deadline).
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -139,7 +139,7 @@ async fn bad_requests_get_documented_status_and_counted_reason() {
             "{}",
             case.name
         );
-        let body: serde_json::Value = resp.json().await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         assert_eq!(body["reason"], case.reason, "{}: {body}", case.name);
         assert!(
             body["error"].as_str().is_some_and(|e| !e.is_empty())

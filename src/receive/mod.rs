@@ -131,6 +131,9 @@ impl EdgeState {
             Backpressure::QueueFull { .. } => EdgeError::QueueFull {
                 retry_after_secs: self.config.server.retry_after_secs,
             },
+            Backpressure::ShuttingDown => EdgeError::ShuttingDown {
+                retry_after_secs: self.config.server.retry_after_secs,
+            },
         })
     }
 

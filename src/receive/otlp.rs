@@ -81,6 +81,7 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
         value: Some(AnyValue {
             value: Some(Value::StringValue(value.to_owned())),
         }),
+        ..Default::default()
     }
 }
 
@@ -183,6 +184,7 @@ pub fn normalize_attributes(attrs: &mut Vec<KeyValue>) {
                 value: Some(AnyValue {
                     value: Some(Value::IntValue(p)),
                 }),
+                ..Default::default()
             });
         }
     }
@@ -205,6 +207,7 @@ mod tests {
             value: Some(AnyValue {
                 value: Some(Value::IntValue(v)),
             }),
+            ..Default::default()
         }
     }
 

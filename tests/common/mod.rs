@@ -34,6 +34,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use tonic::codec::CompressionEncoding::Gzip as GZIP;
 use tonic::{Request, Response, Status};
 
 /// How long any wait in these tests may take before it fails.
@@ -138,9 +139,9 @@ impl Sink {
         let svc = SinkService(received.clone());
         tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(svc.clone()))
-                .add_service(LogsServiceServer::new(svc.clone()))
-                .add_service(MetricsServiceServer::new(svc))
+                .add_service(TraceServiceServer::new(svc.clone()).accept_compressed(GZIP))
+                .add_service(LogsServiceServer::new(svc.clone()).accept_compressed(GZIP))
+                .add_service(MetricsServiceServer::new(svc).accept_compressed(GZIP))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await
                 .unwrap();
