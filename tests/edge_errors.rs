@@ -128,14 +128,18 @@ async fn bad_requests_get_documented_status_and_counted_reason() {
     ];
 
     for case in &cases {
-        let mut req = bridge.client.post(bridge.url(case.path)).body(case.body.clone());
+        let mut req = bridge
+            .client
+            .post(bridge.url(case.path))
+            .body(case.body.clone());
         for (k, v) in &case.headers {
             req = req.header(*k, v);
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), case.status, "{}", case.name);
         assert_eq!(
-            resp.headers()["content-type"], "application/json",
+            resp.headers()["content-type"],
+            "application/json",
             "{}",
             case.name
         );
@@ -147,7 +151,10 @@ async fn bad_requests_get_documented_status_and_counted_reason() {
             "{}: {body}",
             case.name
         );
-        let series = format!("rum_bridge_items_rejected_total{{reason=\"{}\"}}", case.reason);
+        let series = format!(
+            "rum_bridge_items_rejected_total{{reason=\"{}\"}}",
+            case.reason
+        );
         assert!(bridge.metric(&series).await >= 1.0, "{} counted", case.name);
     }
 
@@ -159,7 +166,10 @@ async fn bad_requests_get_documented_status_and_counted_reason() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let mut req = bridge.client.post(bridge.url("/v1/traces")).body(otlp_json());
+    let mut req = bridge
+        .client
+        .post(bridge.url("/v1/traces"))
+        .body(otlp_json());
     for (k, v) in good_headers() {
         req = req.header(k, v);
     }
@@ -167,7 +177,12 @@ async fn bad_requests_get_documented_status_and_counted_reason() {
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.headers()["access-control-allow-origin"], ORIGIN);
     assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
-    assert!(bridge.metric("rum_bridge_http_requests_total{route=\"/v1/traces\",status=\"413\"}").await >= 2.0);
+    assert!(
+        bridge
+            .metric("rum_bridge_http_requests_total{route=\"/v1/traces\",status=\"413\"}")
+            .await
+            >= 2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +194,10 @@ async fn cors_preflight_allows_configured_origins_only() {
             .request(reqwest::Method::OPTIONS, bridge.url("/v1/traces"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type, traceparent")
+            .header(
+                "access-control-request-headers",
+                "content-type, traceparent",
+            )
             .send()
     };
     let ok = preflight(ORIGIN).await.unwrap();

@@ -82,7 +82,10 @@ async fn captured_otel_js_requests_arrive_intact_at_the_collector() {
     }
 
     // The fetch CLIENT span keeps exactly the ids the browser sent in `traceparent`.
-    for file in ["otlp-json.app-requests.jsonl", "otlp-proto.app-requests.jsonl"] {
+    for file in [
+        "otlp-json.app-requests.jsonl",
+        "otlp-proto.app-requests.jsonl",
+    ] {
         let app = captured(file);
         let tp = &app[0]
             .headers
@@ -99,5 +102,10 @@ async fn captured_otel_js_requests_arrive_intact_at_the_collector() {
         assert_eq!(client.span.kind, 3, "CLIENT");
     }
 
-    assert!(bridge.metric("rum_bridge_items_accepted_total{kind=\"span\"}").await >= expected.len() as f64);
+    assert!(
+        bridge
+            .metric("rum_bridge_items_accepted_total{kind=\"span\"}")
+            .await
+            >= expected.len() as f64
+    );
 }

@@ -198,7 +198,10 @@ pub fn router(state: AdminState) -> Router {
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     if state.shutting_down.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_string(),
+        );
     }
     match state.readiness.ready() {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
@@ -234,8 +237,6 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("rum_bridge_items_rejected_total{reason=\"invalid_json\"} 1"));
         assert!(text.contains("rum_bridge_items_accepted_total{kind=\"vital\"} 3"));
-        assert!(
-            text.contains("rum_bridge_http_requests_total{route=\"/v1/rum\",status=\"202\"} 1")
-        );
+        assert!(text.contains("rum_bridge_http_requests_total{route=\"/v1/rum\",status=\"202\"} 1"));
     }
 }

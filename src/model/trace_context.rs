@@ -214,12 +214,30 @@ mod tests {
         use TraceContextError::*;
         let cases = [
             ("", Shape),
-            ("00-4D1C7E5A9B0F4E2A8C3D6B7A1F2E3D4C-a1b2c3d4e5f60718-01", NotHex),
-            ("00-00000000000000000000000000000000-a1b2c3d4e5f60718-01", ZeroTraceId),
-            ("00-4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-0000000000000000-01", ZeroSpanId),
-            ("ff-4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-a1b2c3d4e5f60718-01", InvalidVersion),
-            ("00-4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-a1b2c3d4e5f60718-01-x", Shape),
-            ("00_4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-a1b2c3d4e5f60718-01", Shape),
+            (
+                "00-4D1C7E5A9B0F4E2A8C3D6B7A1F2E3D4C-a1b2c3d4e5f60718-01",
+                NotHex,
+            ),
+            (
+                "00-00000000000000000000000000000000-a1b2c3d4e5f60718-01",
+                ZeroTraceId,
+            ),
+            (
+                "00-4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-0000000000000000-01",
+                ZeroSpanId,
+            ),
+            (
+                "ff-4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-a1b2c3d4e5f60718-01",
+                InvalidVersion,
+            ),
+            (
+                "00-4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-a1b2c3d4e5f60718-01-x",
+                Shape,
+            ),
+            (
+                "00_4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-a1b2c3d4e5f60718-01",
+                Shape,
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(TraceContext::parse_traceparent(input), Err(want), "{input}");

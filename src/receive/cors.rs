@@ -43,7 +43,10 @@ pub fn preflight(origin: Option<&HeaderValue>, allowed: bool, max_age_secs: u64)
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static(ALLOWED_HEADERS),
     );
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(max_age_secs));
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from(max_age_secs),
+    );
     resp
 }
 
@@ -62,7 +65,10 @@ mod tests {
         let resp = preflight(Some(&origin), true, 600);
         assert_eq!(resp.status(), StatusCode::NO_CONTENT);
         let h = resp.headers();
-        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://shop.example.com");
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://shop.example.com"
+        );
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
         assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "600");
         assert!(h[header::ACCESS_CONTROL_ALLOW_HEADERS]

@@ -16,7 +16,10 @@ pub enum EdgeError {
     #[error("unsupported content encoding")]
     UnsupportedEncoding { got: String },
     #[error("malformed request body")]
-    Malformed { reason: &'static str, detail: String },
+    Malformed {
+        reason: &'static str,
+        detail: String,
+    },
     #[error("unknown or missing app key")]
     UnknownApp { detail: String },
     #[error("origin not allowed")]
@@ -88,7 +91,8 @@ impl EdgeError {
             EdgeError::OriginNotAllowed { origin } => {
                 format!("origin `{origin}` is not in the app's allowed_origins")
             }
-            EdgeError::QueueFull { retry_after_secs } | EdgeError::ShuttingDown { retry_after_secs } => {
+            EdgeError::QueueFull { retry_after_secs }
+            | EdgeError::ShuttingDown { retry_after_secs } => {
                 format!("retry after {retry_after_secs} s")
             }
         }

@@ -66,7 +66,7 @@ pub struct KeyQuery {
     key: Option<String>,
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -195,7 +195,12 @@ impl EdgeState {
         ctx.received_at_ms = now_ms();
     }
 
-    fn handle_native(&self, headers: &HeaderMap, query: &KeyQuery, body: &[u8]) -> Result<Response, EdgeError> {
+    fn handle_native(
+        &self,
+        headers: &HeaderMap,
+        query: &KeyQuery,
+        body: &[u8],
+    ) -> Result<Response, EdgeError> {
         let mut batch: RumBatch =
             native::decode(body, &self.config.limits).map_err(|e| EdgeError::Malformed {
                 reason: e.reason(),
@@ -217,7 +222,8 @@ impl EdgeState {
         let payload = crate::convert::convert(&batch, &self.convert);
         self.submit(payload)?;
         if let Some(agg) = &self.aggregator {
-            agg.record_batch(&batch);
+            let page_span = crate::convert::page_span(&batch.context, self.convert.page_load);
+            agg.record_batch_with_page_span(&batch, Some(page_span));
         }
         for event in &batch.events {
             self.metrics.accept(event.kind(), 1);
@@ -313,9 +319,10 @@ where
     st.check_open()?;
     let format = body_format(headers, true)?;
     // The key is known before the body here, so unknown apps never cost a body read.
-    let app = st
-        .apps
-        .authorize(key_outside_body(headers, query), header_str(headers, header::ORIGIN))?;
+    let app = st.apps.authorize(
+        key_outside_body(headers, query),
+        header_str(headers, header::ORIGIN),
+    )?;
     let bytes = st.read(headers, body).await?;
     let req = otlp::decode::<T>(&bytes, format)?;
     Ok((req, format, app))

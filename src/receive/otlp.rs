@@ -120,7 +120,11 @@ pub fn prepare_metrics(req: &mut ExportMetricsServiceRequest, enrich: &Enrichmen
     let mut n = 0;
     for rm in &mut req.resource_metrics {
         enrich.apply(&mut rm.resource);
-        n += rm.scope_metrics.iter().map(|s| s.metrics.len()).sum::<usize>();
+        n += rm
+            .scope_metrics
+            .iter()
+            .map(|s| s.metrics.len())
+            .sum::<usize>();
     }
     n
 }
@@ -234,11 +238,21 @@ mod tests {
         normalize_span(&mut span);
         assert_eq!(span.name, "POST");
         let a = &span.attributes;
-        assert!(matches!(get(a, "http.request.method"), Some(Value::StringValue(m)) if m == "POST"));
+        assert!(
+            matches!(get(a, "http.request.method"), Some(Value::StringValue(m)) if m == "POST")
+        );
         assert!(get(a, "url.full").is_some());
-        assert!(matches!(get(a, "http.response.status_code"), Some(Value::IntValue(200))));
-        assert!(matches!(get(a, "server.address"), Some(Value::StringValue(h)) if h == "127.0.0.1"));
-        assert!(matches!(get(a, "server.port"), Some(Value::IntValue(18787))));
+        assert!(matches!(
+            get(a, "http.response.status_code"),
+            Some(Value::IntValue(200))
+        ));
+        assert!(
+            matches!(get(a, "server.address"), Some(Value::StringValue(h)) if h == "127.0.0.1")
+        );
+        assert!(matches!(
+            get(a, "server.port"),
+            Some(Value::IntValue(18787))
+        ));
         assert!(get(a, "http.method").is_none());
         assert!(get(a, "component").is_some());
     }
@@ -252,7 +266,9 @@ mod tests {
         ];
         normalize_attributes(&mut attrs);
         assert_eq!(attrs.len(), 1);
-        assert!(matches!(get(&attrs, "http.request.method"), Some(Value::StringValue(m)) if m == "POST"));
+        assert!(
+            matches!(get(&attrs, "http.request.method"), Some(Value::StringValue(m)) if m == "POST")
+        );
     }
 
     #[test]
@@ -271,8 +287,12 @@ mod tests {
         }
         .apply(&mut res);
         let a = &res.unwrap().attributes;
-        assert!(matches!(get(a, "service.name"), Some(Value::StringValue(s)) if s == "from-client"));
-        assert!(matches!(get(a, "deployment.environment.name"), Some(Value::StringValue(s)) if s == "production"));
+        assert!(
+            matches!(get(a, "service.name"), Some(Value::StringValue(s)) if s == "from-client")
+        );
+        assert!(
+            matches!(get(a, "deployment.environment.name"), Some(Value::StringValue(s)) if s == "production")
+        );
         assert!(get(a, "user_agent.original").is_some());
         assert!(get(a, "k8s.cluster.name").is_some());
     }

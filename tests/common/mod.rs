@@ -198,7 +198,13 @@ impl Sink {
 
 /// Finds a string, int, double or bool attribute and renders it as a string.
 pub fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    let v = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()?;
+    let v = attrs
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?;
     Some(match v {
         Value::StringValue(s) => s.clone(),
         Value::IntValue(i) => i.to_string(),
@@ -379,9 +385,8 @@ pub struct Captured {
 /// Reads a capture file (kept verbatim from the shared fixtures).
 pub fn captured(file: &str) -> Vec<Captured> {
     use base64::Engine;
-    let text =
-        std::fs::read_to_string(repo_root().join("tests/fixtures/real-clients").join(file))
-            .unwrap();
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures/real-clients").join(file))
+        .unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
