@@ -39,7 +39,10 @@ async fn writes_otlp_json_lines_and_flushes_on_sigterm() {
         if let Some(s) = bridge.proc.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "rum-bridge did not exit on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "rum-bridge did not exit on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert!(exit.success(), "clean exit: {exit:?}");
