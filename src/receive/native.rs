@@ -128,16 +128,16 @@ pub fn decode(body: &[u8], limits: &LimitsConfig) -> Result<RumBatch, NativeErro
         Lenient::Absent => return Err(NativeError::WrongShape { found: "null" }),
     };
 
-    if sink.excess > 0 {
-        let count = ctx.max_events + sink.excess;
-        if sink.excess > ctx.max_events {
+    let excess = sink.seen.saturating_sub(ctx.max_events);
+    if excess > 0 {
+        if excess > ctx.max_events {
             return Err(NativeError::TooManyEvents {
-                count,
+                count: sink.seen,
                 max: ctx.max_events,
             });
         }
         sink.rejected
-            .extend((ctx.max_events..count).map(|index| Rejected {
+            .extend((ctx.max_events..sink.seen).map(|index| Rejected {
                 reason: "too_many_items",
                 detail: format!(
                     "event {index}: beyond max_events_per_batch ({})",
@@ -181,8 +181,9 @@ impl Ctx {
 struct Sink {
     events: Vec<RumEvent>,
     rejected: Vec<Rejected>,
-    /// Events beyond `max_events_per_batch`, skipped unread.
-    excess: usize,
+    /// Items met so far in the whole body, those beyond `max_events_per_batch` (skipped
+    /// unread) included: the cap holds even if `ev` is repeated.
+    seen: usize,
     /// Context recovered from web-vitals attribution, used where the beacon gave none.
     hints: Hints,
 }
@@ -195,7 +196,9 @@ struct Hints {
 
 impl Sink {
     /// Converts one read item into an event, or records why it was rejected.
-    fn accept(&mut self, item: Lenient<RawEvent<'_>>, index: usize, ctx: &Ctx, in_beacon: bool) {
+    fn accept(&mut self, item: Lenient<RawEvent<'_>>, ctx: &Ctx, in_beacon: bool) {
+        let index = self.seen;
+        self.seen += 1;
         let raw = match item {
             Lenient::Value(raw) => raw,
             Lenient::Bad(found) => {
@@ -210,10 +213,14 @@ impl Sink {
                 return self.reject("not_an_object", index, None, "must be an object, got null")
             }
         };
-        let kind = raw.kind.as_deref().map(|k| bounded(Cow::Borrowed(k), 32));
+        // Borrowed from the body (copied only if `type` had escapes), for the detail.
+        let kind = raw.kind.clone();
         match raw.finish(ctx, in_beacon, &mut self.hints) {
             Ok(event) => self.events.push(event),
-            Err((reason, message)) => self.reject(reason, index, kind.as_deref(), message),
+            Err((reason, message)) => {
+                let kind = kind.map(|k| bounded(k, 32));
+                self.reject(reason, index, kind.as_deref(), message)
+            }
         }
     }
 
@@ -446,7 +453,11 @@ impl TopLevel<'_> {
         if !is_beacon {
             // Web-vitals times are relative to performance.timeOrigin: usable only with `t0`.
             let has_origin = matches!(time_origin, Some(Lenient::Value(_)));
-            sink.accept(Lenient::Value(bare), 0, ctx, has_origin);
+            if sink.seen < ctx.max_events {
+                sink.accept(Lenient::Value(bare), ctx, has_origin);
+            } else {
+                sink.seen += 1;
+            }
             if context.sdk_name.is_none() {
                 context.sdk_name = Some(WEB_VITALS_SDK.to_owned());
             }
@@ -468,20 +479,18 @@ impl<'de> Expect<'de> for Events<'_> {
     const EXPECTED: &'static str = "an array of events";
 
     fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<()>, A::Error> {
-        let mut index = 0;
         loop {
-            if index < self.ctx.max_events {
+            if self.sink.seen < self.ctx.max_events {
                 match seq.next_element_seed(Any(EventObj { ctx: self.ctx }))? {
-                    Some(item) => self.sink.accept(item, index, self.ctx, self.in_beacon),
+                    Some(item) => self.sink.accept(item, self.ctx, self.in_beacon),
                     None => break,
                 }
             } else {
                 match seq.next_element::<IgnoredAny>()? {
-                    Some(_) => self.sink.excess += 1,
+                    Some(_) => self.sink.seen += 1,
                     None => break,
                 }
             }
-            index += 1;
         }
         Ok(Lenient::Value(()))
     }

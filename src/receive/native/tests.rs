@@ -1,3 +1,6 @@
+//! Tests of the native decoder: every event type, leniency, limits, whole-body errors, the
+//! captured web-vitals requests, the shipped examples and schema, and fuzzing.
+
 use super::*;
 use crate::model::trace_context::hex;
 use proptest::prelude::*;
@@ -460,6 +463,11 @@ fn event_count_is_capped() {
     let err = decode(body.as_bytes(), &limits).unwrap_err();
     assert_eq!(err, NativeError::TooManyEvents { count: 5, max: 2 });
     assert_eq!(err.reason(), "too_many_items");
+    // The cap is per body, even when `ev` is repeated.
+    let repeated = format!(r#"{{"v":1,"ev":[{ev},{ev}],"ev":[{ev},{ev}]}}"#);
+    let batch = decode(repeated.as_bytes(), &limits).unwrap();
+    assert_eq!(batch.events.len(), 2);
+    assert_eq!(reasons(&batch), ["too_many_items", "too_many_items"]);
     // Bare arrays are capped the same way.
     let body = format!("[{}]", [ev; 3].join(","));
     let batch = decode(body.as_bytes(), &limits).unwrap();
