@@ -879,6 +879,15 @@ impl TimingEntry {
     }
 }
 
+/// A timing field; absent reads as 0 ("not reached"), as in the browser's own entries.
+fn zero_or<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    field: &'static str,
+    p: &mut Option<Problem>,
+) -> Result<f64, A::Error> {
+    Ok(take(map, Num, field, p)?.unwrap_or(0.0))
+}
+
 struct TimingObj<'a> {
     ctx: &'a Ctx,
 }
@@ -893,13 +902,6 @@ impl<'de> Expect<'de> for TimingObj<'_> {
         let p = &mut e.problem;
         let n = &mut e.nav;
         let t = &mut n.timing;
-        fn num<'de, A: MapAccess<'de>>(
-            map: &mut A,
-            field: &'static str,
-            p: &mut Option<Problem>,
-        ) -> Result<f64, A::Error> {
-            Ok(take(map, Num, field, p)?.unwrap_or(0.0))
-        }
         let size = UInt(MAX_SAFE_INTEGER);
         while let Some(key) = map.next_key::<TimingKey>()? {
             match key {
@@ -915,26 +917,30 @@ impl<'de> Expect<'de> for TimingObj<'_> {
                 TimingKey::NextHopProtocol => {
                     t.next_hop_protocol = ctx.opt(take(&mut map, Text, "nextHopProtocol", p)?)
                 }
-                TimingKey::StartTime => t.start_time = num(&mut map, "startTime", p)?,
-                TimingKey::Duration => t.duration = num(&mut map, "duration", p)?,
-                TimingKey::RedirectStart => t.redirect_start = num(&mut map, "redirectStart", p)?,
-                TimingKey::RedirectEnd => t.redirect_end = num(&mut map, "redirectEnd", p)?,
-                TimingKey::WorkerStart => t.worker_start = num(&mut map, "workerStart", p)?,
-                TimingKey::FetchStart => t.fetch_start = num(&mut map, "fetchStart", p)?,
+                TimingKey::StartTime => t.start_time = zero_or(&mut map, "startTime", p)?,
+                TimingKey::Duration => t.duration = zero_or(&mut map, "duration", p)?,
+                TimingKey::RedirectStart => {
+                    t.redirect_start = zero_or(&mut map, "redirectStart", p)?
+                }
+                TimingKey::RedirectEnd => t.redirect_end = zero_or(&mut map, "redirectEnd", p)?,
+                TimingKey::WorkerStart => t.worker_start = zero_or(&mut map, "workerStart", p)?,
+                TimingKey::FetchStart => t.fetch_start = zero_or(&mut map, "fetchStart", p)?,
                 TimingKey::DomainLookupStart => {
-                    t.domain_lookup_start = num(&mut map, "domainLookupStart", p)?
+                    t.domain_lookup_start = zero_or(&mut map, "domainLookupStart", p)?
                 }
                 TimingKey::DomainLookupEnd => {
-                    t.domain_lookup_end = num(&mut map, "domainLookupEnd", p)?
+                    t.domain_lookup_end = zero_or(&mut map, "domainLookupEnd", p)?
                 }
-                TimingKey::ConnectStart => t.connect_start = num(&mut map, "connectStart", p)?,
+                TimingKey::ConnectStart => t.connect_start = zero_or(&mut map, "connectStart", p)?,
                 TimingKey::SecureConnectionStart => {
-                    t.secure_connection_start = num(&mut map, "secureConnectionStart", p)?
+                    t.secure_connection_start = zero_or(&mut map, "secureConnectionStart", p)?
                 }
-                TimingKey::ConnectEnd => t.connect_end = num(&mut map, "connectEnd", p)?,
-                TimingKey::RequestStart => t.request_start = num(&mut map, "requestStart", p)?,
-                TimingKey::ResponseStart => t.response_start = num(&mut map, "responseStart", p)?,
-                TimingKey::ResponseEnd => t.response_end = num(&mut map, "responseEnd", p)?,
+                TimingKey::ConnectEnd => t.connect_end = zero_or(&mut map, "connectEnd", p)?,
+                TimingKey::RequestStart => t.request_start = zero_or(&mut map, "requestStart", p)?,
+                TimingKey::ResponseStart => {
+                    t.response_start = zero_or(&mut map, "responseStart", p)?
+                }
+                TimingKey::ResponseEnd => t.response_end = zero_or(&mut map, "responseEnd", p)?,
                 TimingKey::TransferSize => {
                     t.transfer_size = take(&mut map, size, "transferSize", p)?
                 }
@@ -953,26 +959,27 @@ impl<'de> Expect<'de> for TimingObj<'_> {
                     t.server_trace = take(&mut map, ServerTiming, "serverTiming", p)?.flatten()
                 }
                 TimingKey::UnloadEventStart => {
-                    n.unload_event_start = num(&mut map, "unloadEventStart", p)?
+                    n.unload_event_start = zero_or(&mut map, "unloadEventStart", p)?
                 }
                 TimingKey::UnloadEventEnd => {
-                    n.unload_event_end = num(&mut map, "unloadEventEnd", p)?
+                    n.unload_event_end = zero_or(&mut map, "unloadEventEnd", p)?
                 }
                 TimingKey::DomInteractive => {
-                    n.dom_interactive = num(&mut map, "domInteractive", p)?
+                    n.dom_interactive = zero_or(&mut map, "domInteractive", p)?
                 }
                 TimingKey::DomContentLoadedEventStart => {
                     n.dom_content_loaded_event_start =
-                        num(&mut map, "domContentLoadedEventStart", p)?
+                        zero_or(&mut map, "domContentLoadedEventStart", p)?
                 }
                 TimingKey::DomContentLoadedEventEnd => {
-                    n.dom_content_loaded_event_end = num(&mut map, "domContentLoadedEventEnd", p)?
+                    n.dom_content_loaded_event_end =
+                        zero_or(&mut map, "domContentLoadedEventEnd", p)?
                 }
-                TimingKey::DomComplete => n.dom_complete = num(&mut map, "domComplete", p)?,
+                TimingKey::DomComplete => n.dom_complete = zero_or(&mut map, "domComplete", p)?,
                 TimingKey::LoadEventStart => {
-                    n.load_event_start = num(&mut map, "loadEventStart", p)?
+                    n.load_event_start = zero_or(&mut map, "loadEventStart", p)?
                 }
-                TimingKey::LoadEventEnd => n.load_event_end = num(&mut map, "loadEventEnd", p)?,
+                TimingKey::LoadEventEnd => n.load_event_end = zero_or(&mut map, "loadEventEnd", p)?,
                 TimingKey::RedirectCount => {
                     n.redirect_count = take(&mut map, UInt(u32::MAX.into()), "redirectCount", p)?
                         .map_or(0, |c| c as u32)
