@@ -5,8 +5,7 @@
 //! `<path>/traces.jsonl`, `logs.jsonl`, `metrics.jsonl` — the OpenTelemetry collector's file
 //! exporter format, so the files can be read, or replayed into any collector later.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -16,30 +15,7 @@ use tokio::io::AsyncWriteExt;
 use super::batch::BatchData;
 use super::retry::SendError;
 use super::{Ack, ExportError, Signal, Transport};
-use crate::config::{BatchConfig, Compression, ExporterConfig, Protocol, QueueConfig, RetryConfig};
-
-/// Directory of the embedded default exporter, relative to the working directory.
-pub const EMBEDDED_DEFAULT_DIR: &str = "rum-bridge-data";
-
-/// The exporter used when none is configured and no `OTEL_EXPORTER_OTLP_*` is set.
-pub fn embedded_default_exporter() -> ExporterConfig {
-    ExporterConfig {
-        name: "file".into(),
-        endpoint: None,
-        traces_endpoint: None,
-        logs_endpoint: None,
-        metrics_endpoint: None,
-        protocol: Protocol::File,
-        compression: Compression::None,
-        headers: Default::default(),
-        timeout: Duration::from_secs(10),
-        path: Some(PathBuf::from(EMBEDDED_DEFAULT_DIR)),
-        buffer_dir: None,
-        queue: QueueConfig::default(),
-        batch: BatchConfig::default(),
-        retry: RetryConfig::default(),
-    }
-}
+use crate::config::ExporterConfig;
 
 /// Appends OTLP-JSON lines to one file per signal.
 pub struct FileTransport {
@@ -135,7 +111,7 @@ mod tests {
     #[tokio::test]
     async fn writes_one_json_request_per_line_with_hex_ids() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = embedded_default_exporter();
+        let mut config = ExporterConfig::embedded_default();
         config.path = Some(dir.path().join("nested/out"));
         let mut transport = FileTransport::new(&config).unwrap();
         for ids in [0..2, 2..3] {
@@ -166,7 +142,7 @@ mod tests {
 
     #[test]
     fn missing_path_is_a_config_error() {
-        let mut config = embedded_default_exporter();
+        let mut config = ExporterConfig::embedded_default();
         config.path = None;
         assert!(matches!(
             FileTransport::new(&config),

@@ -428,7 +428,7 @@ pub(crate) mod test_support {
 
     /// A default exporter of `protocol`, without endpoint or path.
     pub(crate) fn exporter_config(name: &str, protocol: Protocol) -> ExporterConfig {
-        let mut config = super::file::embedded_default_exporter();
+        let mut config = crate::config::ExporterConfig::embedded_default();
         config.name = name.into();
         config.protocol = protocol;
         config.path = None;
