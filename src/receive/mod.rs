@@ -54,9 +54,18 @@ pub struct EdgeState {
 pub fn router(state: Arc<EdgeState>) -> Router {
     Router::new()
         .route("/v1/rum", post(ingest_native).options(preflight))
-        .route("/v1/traces", post(ingest_traces).options(preflight))
-        .route("/v1/logs", post(ingest_logs).options(preflight))
-        .route("/v1/metrics", post(ingest_metrics).options(preflight))
+        .route(
+            "/v1/traces",
+            post(ingest_otlp::<ExportTraceServiceRequest>).options(preflight),
+        )
+        .route(
+            "/v1/logs",
+            post(ingest_otlp::<ExportLogsServiceRequest>).options(preflight),
+        )
+        .route(
+            "/v1/metrics",
+            post(ingest_otlp::<ExportMetricsServiceRequest>).options(preflight),
+        )
         .with_state(state)
 }
 
@@ -306,87 +315,28 @@ async fn ingest_native(
     st.finish("/v1/rum", &headers, result)
 }
 
-/// Shared steps of the three OTLP routes: auth before the body, read, decode.
-async fn read_otlp<T>(
-    st: &EdgeState,
-    headers: &HeaderMap,
-    query: &KeyQuery,
-    body: Body,
-) -> Result<(T, BodyFormat, Resolved), EdgeError>
-where
-    T: prost::Message + Default + serde::de::DeserializeOwned,
-{
-    st.check_open()?;
-    let format = body_format(headers, true)?;
-    // The key is known before the body here, so unknown apps never cost a body read.
-    let app = st.apps.authorize(
-        key_outside_body(headers, query),
-        header_str(headers, header::ORIGIN),
-    )?;
-    let bytes = st.read(headers, body).await?;
-    let req = otlp::decode::<T>(&bytes, format)?;
-    Ok((req, format, app))
-}
-
-async fn ingest_traces(
+/// The three OTLP routes: auth before the body (the key is outside it, so unknown apps never
+/// cost a body read), read, decode, enrich and normalize, enqueue.
+async fn ingest_otlp<T: otlp::OtlpRequest>(
     State(st): State<Arc<EdgeState>>,
     Query(query): Query<KeyQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
-        let (mut req, format, app) =
-            read_otlp::<ExportTraceServiceRequest>(&st, &headers, &query, body).await?;
-        let n = otlp::prepare_traces(&mut req, &st.enrichment(&app, &headers));
-        st.submit(Payload {
-            spans: req.resource_spans,
-            ..Default::default()
-        })?;
-        st.metrics.accept("span", n as u64);
+        st.check_open()?;
+        let format = body_format(&headers, true)?;
+        let app = st.apps.authorize(
+            key_outside_body(&headers, &query),
+            header_str(&headers, header::ORIGIN),
+        )?;
+        let bytes = st.read(&headers, body).await?;
+        let mut req = otlp::decode::<T>(&bytes, format)?;
+        let n = req.prepare(&st.enrichment(&app, &headers));
+        st.submit(req.into_payload())?;
+        st.metrics.accept(T::KIND, n as u64);
         Ok(otlp_accepted(format))
     }
     .await;
-    st.finish("/v1/traces", &headers, result)
-}
-
-async fn ingest_logs(
-    State(st): State<Arc<EdgeState>>,
-    Query(query): Query<KeyQuery>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        let (mut req, format, app) =
-            read_otlp::<ExportLogsServiceRequest>(&st, &headers, &query, body).await?;
-        let n = otlp::prepare_logs(&mut req, &st.enrichment(&app, &headers));
-        st.submit(Payload {
-            logs: req.resource_logs,
-            ..Default::default()
-        })?;
-        st.metrics.accept("log_record", n as u64);
-        Ok(otlp_accepted(format))
-    }
-    .await;
-    st.finish("/v1/logs", &headers, result)
-}
-
-async fn ingest_metrics(
-    State(st): State<Arc<EdgeState>>,
-    Query(query): Query<KeyQuery>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        let (mut req, format, app) =
-            read_otlp::<ExportMetricsServiceRequest>(&st, &headers, &query, body).await?;
-        let n = otlp::prepare_metrics(&mut req, &st.enrichment(&app, &headers));
-        st.submit(Payload {
-            metrics: req.resource_metrics,
-            ..Default::default()
-        })?;
-        st.metrics.accept("metric", n as u64);
-        Ok(otlp_accepted(format))
-    }
-    .await;
-    st.finish("/v1/metrics", &headers, result)
+    st.finish(T::ROUTE, &headers, result)
 }

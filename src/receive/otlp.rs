@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 
 use super::body::BodyFormat;
 use super::error::EdgeError;
+use crate::convert::attrs::kv;
+use crate::export::Payload;
 
 /// Decodes an OTLP export request in JSON (hex ids, string or number 64-bit fields) or protobuf.
 pub fn decode<T: Message + Default + DeserializeOwned>(
@@ -76,12 +78,59 @@ fn add_missing(attrs: &mut Vec<KeyValue>, key: &str, value: &str) {
 }
 
 fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
+    kv(key, Value::StringValue(value.to_owned()))
+}
+
+/// One OTLP export request type, as the edge handles it.
+pub trait OtlpRequest: Message + Default + DeserializeOwned {
+    /// The ingest route, for the request counter.
+    const ROUTE: &'static str;
+    /// The item kind counted as accepted.
+    const KIND: &'static str;
+    /// Enriches resources and normalizes attributes; returns the number of items.
+    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize;
+    fn into_payload(self) -> Payload;
+}
+
+impl OtlpRequest for ExportTraceServiceRequest {
+    const ROUTE: &'static str = "/v1/traces";
+    const KIND: &'static str = "span";
+    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
+        prepare_traces(self, enrich)
+    }
+    fn into_payload(self) -> Payload {
+        Payload {
+            spans: self.resource_spans,
+            ..Default::default()
+        }
+    }
+}
+
+impl OtlpRequest for ExportLogsServiceRequest {
+    const ROUTE: &'static str = "/v1/logs";
+    const KIND: &'static str = "log_record";
+    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
+        prepare_logs(self, enrich)
+    }
+    fn into_payload(self) -> Payload {
+        Payload {
+            logs: self.resource_logs,
+            ..Default::default()
+        }
+    }
+}
+
+impl OtlpRequest for ExportMetricsServiceRequest {
+    const ROUTE: &'static str = "/v1/metrics";
+    const KIND: &'static str = "metric";
+    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
+        prepare_metrics(self, enrich)
+    }
+    fn into_payload(self) -> Payload {
+        Payload {
+            metrics: self.resource_metrics,
+            ..Default::default()
+        }
     }
 }
 
