@@ -168,17 +168,29 @@ pub fn decode_hex_into(src: &[u8], out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
+/// Like [`decode_hex_into`], also accepting uppercase digits (no allocation).
+fn decode_hex_any_case(src: &[u8], out: &mut [u8]) -> Option<()> {
+    if src.len() != out.len() * 2 {
+        return None;
+    }
+    let val = |c: u8| hex_val(c.to_ascii_lowercase());
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = val(src[2 * i])? << 4 | val(src[2 * i + 1])?;
+    }
+    Some(())
+}
+
 /// Parses a trace id (32 hex chars, non-zero). Accepts uppercase, since JSON producers vary.
 pub fn parse_trace_id(s: &str) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
-    decode_hex_into(s.to_ascii_lowercase().as_bytes(), &mut out)?;
+    decode_hex_any_case(s.as_bytes(), &mut out)?;
     (out != [0; 16]).then_some(out)
 }
 
 /// Parses a span id (16 hex chars, non-zero). Accepts uppercase, since JSON producers vary.
 pub fn parse_span_id(s: &str) -> Option<[u8; 8]> {
     let mut out = [0u8; 8];
-    decode_hex_into(s.to_ascii_lowercase().as_bytes(), &mut out)?;
+    decode_hex_any_case(s.as_bytes(), &mut out)?;
     (out != [0; 8]).then_some(out)
 }
 
@@ -242,6 +254,21 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(TraceContext::parse_traceparent(input), Err(want), "{input}");
         }
+    }
+
+    #[test]
+    fn ids_parse_in_any_case_and_reject_zero_or_bad() {
+        assert_eq!(
+            parse_trace_id("4D1C7E5A9B0F4E2A8C3D6B7A1F2E3D4C").map(|t| hex(&t)),
+            Some("4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c".into())
+        );
+        assert_eq!(
+            parse_span_id("A1b2c3d4e5f60718").map(|s| hex(&s)),
+            Some("a1b2c3d4e5f60718".into())
+        );
+        assert_eq!(parse_span_id("0000000000000000"), None);
+        assert_eq!(parse_span_id("a1b2c3d4e5f6071"), None);
+        assert_eq!(parse_trace_id("g".repeat(32).as_str()), None);
     }
 
     #[test]
