@@ -28,11 +28,10 @@ admin_listen = "127.0.0.1:14381"
 name = "collector"
 endpoint = "http://127.0.0.1:14317"
 protocol = "grpc"
-[exporters.queue]
-capacity = 65536
 TOML
-RUST_LOG=warn /usr/bin/time -v -o "$work/time.txt" target/release/rum-bridge run --config "$work/bridge.toml" &
-pids+=($!)
+RUST_LOG=warn target/release/rum-bridge run --config "$work/bridge.toml" &
+bridge=$!
+pids+=($bridge)
 for _ in $(seq 100); do curl -fs http://127.0.0.1:14381/readyz >/dev/null && break; sleep 0.1; done
 
 python3 - "$work" <<'PY'
@@ -54,5 +53,8 @@ LUA
   wrk -t1 -c"$conns" -d"${duration}s" --latency -s "$work/$kind.lua" http://127.0.0.1:14380 | sed -n '1,20p'
 done
 curl -fs http://127.0.0.1:14381/metrics | grep -E '^rum_bridge_(exported_items|export_failed_items|items_accepted|items_rejected)' || true
-kill -TERM "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
-grep -E 'User time|System time|Maximum resident' "$work/time.txt" || true
+# CPU seconds (utime + stime, in clock ticks) and peak RSS of the bridge process.
+ticks=$(getconf CLK_TCK)
+awk -v t="$ticks" '{ printf "bridge CPU: %.2f s user, %.2f s system\n", $14 / t, $15 / t }' "/proc/$bridge/stat"
+grep VmHWM "/proc/$bridge/status" | sed 's/VmHWM:/bridge peak RSS:/'
+kill -TERM "$bridge"; wait "$bridge" 2>/dev/null || true
