@@ -52,7 +52,7 @@ LUA
   echo "== $kind: $path, ${duration}s, $conns connections"
   wrk -t1 -c"$conns" -d"${duration}s" --latency -s "$work/$kind.lua" http://127.0.0.1:14380 | sed -n '1,20p'
 done
-curl -fs http://127.0.0.1:14381/metrics | grep -E '^rum_bridge_(exported_items|export_failed_items|items_accepted|items_rejected)' || true
+curl -fs http://127.0.0.1:14381/metrics | grep -E '^rum_bridge_(exported_items|items_accepted|items_rejected|export_duration_seconds_(sum|count))' | grep -v ' 0$' || true
 # CPU seconds (utime + stime, in clock ticks) and peak RSS of the bridge process.
 ticks=$(getconf CLK_TCK)
 awk -v t="$ticks" '{ printf "bridge CPU: %.2f s user, %.2f s system\n", $14 / t, $15 / t }' "/proc/$bridge/stat"

@@ -334,11 +334,18 @@ impl ExporterConfig {
 pub struct QueueConfig {
     /// Accepted requests waiting for export; when full the edge answers `503`.
     pub capacity: usize,
+    /// Export requests in flight at once (each with its own batcher and connection). The
+    /// destination's latency, not CPU, bounds one sender; several keep it busy. `file`
+    /// exporters always use 1 so lines never interleave.
+    pub concurrency: usize,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { capacity: 4096 }
+        Self {
+            capacity: 4096,
+            concurrency: 4,
+        }
     }
 }
 

@@ -253,28 +253,36 @@ impl Pipeline {
         // Build every transport before spawning anything, so a bad config starts nothing.
         let transports = exporters
             .iter()
-            .map(AnyTransport::new)
+            .map(|config| {
+                (0..shard_count(config))
+                    .map(|_| AnyTransport::new(config))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let (phase, _) = watch::channel(Phase::Running);
         let mut queues = Vec::with_capacity(exporters.len());
         let mut workers = Vec::with_capacity(exporters.len());
-        for (config, transport) in exporters.iter().zip(transports) {
-            let (sender, receiver) = mpsc::channel(config.queue.capacity);
-            let handle = QueueHandle::new(config.name.clone(), sender, &metrics);
-            let phase = phase.subscribe();
-            workers.push(match transport {
-                AnyTransport::Grpc(t) => {
-                    tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
-                }
-                AnyTransport::Http(t) => {
-                    tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
-                }
-                AnyTransport::File(t) => {
-                    tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
-                }
-            });
-            queues.push(handle);
+        for (config, shard_transports) in exporters.iter().zip(transports) {
+            let per_shard = config.queue.capacity.div_ceil(shard_transports.len());
+            let mut senders = Vec::with_capacity(shard_transports.len());
+            for transport in shard_transports {
+                let (sender, receiver) = mpsc::channel(per_shard);
+                senders.push(sender);
+                let phase = phase.subscribe();
+                workers.push(match transport {
+                    AnyTransport::Grpc(t) => {
+                        tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
+                    }
+                    AnyTransport::Http(t) => {
+                        tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
+                    }
+                    AnyTransport::File(t) => {
+                        tokio::spawn(Worker::new(config, t, receiver, phase, &metrics).run())
+                    }
+                });
+            }
+            queues.push(QueueHandle::new(config.name.clone(), senders, &metrics));
         }
         Ok(Pipeline {
             inner: Arc::new(Inner {
@@ -294,7 +302,7 @@ impl Pipeline {
         let queues = &self.inner.queues;
         let mut permits = Vec::with_capacity(queues.len());
         for queue in queues {
-            match queue.sender.try_reserve() {
+            match queue.try_reserve() {
                 Ok(permit) => permits.push(permit),
                 Err(mpsc::error::TrySendError::Full(())) => {
                     return Err(Backpressure::QueueFull {
@@ -311,14 +319,14 @@ impl Pipeline {
             permit.send(Arc::clone(&payload));
         }
         for queue in queues {
-            queue.update_depth_gauge();
+            queue.count_queued();
         }
         Ok(())
     }
 
     /// Whether any exporter's queue is at capacity (readiness turns false).
     pub fn is_full(&self) -> bool {
-        self.inner.queues.iter().any(|q| q.sender.capacity() == 0)
+        self.inner.queues.iter().any(QueueHandle::is_full)
     }
 
     /// Payloads waiting per exporter.
@@ -373,6 +381,14 @@ impl Pipeline {
         for worker in unfinished.into_iter().chain(pending) {
             log_worker_end(worker.await);
         }
+    }
+}
+
+/// Workers (and in-flight requests) of one exporter: one for files, so lines never interleave.
+fn shard_count(config: &ExporterConfig) -> usize {
+    match config.protocol {
+        crate::config::Protocol::File => 1,
+        _ => config.queue.concurrency.max(1),
     }
 }
 
@@ -577,6 +593,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn concurrent_shards_share_the_capacity_and_keep_requests_in_flight() {
+        // A destination that accepts connections but never answers: each shard holds one
+        // request in flight and its share of the queue.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = exporter_config("sharded", Protocol::HttpProtobuf);
+        config.endpoint = Some(format!("http://{}", silent.local_addr().unwrap()));
+        config.timeout = Duration::from_secs(60);
+        config.queue.capacity = 6;
+        config.queue.concurrency = 3;
+        config.batch.max_items = 1;
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let mut accepted = 0u8;
+        while pipeline.submit(spans_payload("shop", [accepted])).is_ok() {
+            accepted += 1;
+            assert!(accepted <= 9, "6 queued plus 3 in flight at most");
+        }
+        assert!(accepted >= 6, "every shard's share is usable: {accepted}");
+        assert!(pipeline.is_full());
+        let depth = pipeline.queue_depths()[0].1;
+        let gauge = metrics
+            .queue_depth
+            .get_or_create(&crate::admin::Exporter {
+                exporter: "sharded".into(),
+            })
+            .get();
+        wait_until(|| {
+            metrics
+                .queue_depth
+                .get_or_create(&crate::admin::Exporter {
+                    exporter: "sharded".into(),
+                })
+                .get()
+                == depth as i64
+        })
+        .await;
+        assert!(gauge >= depth as i64);
+        pipeline.shutdown(Duration::from_millis(100)).await;
+        assert_eq!(failed(&metrics, "sharded", "shutdown"), u64::from(accepted));
+    }
+
+    #[tokio::test]
     async fn full_queue_is_backpressure_and_deadline_counts_the_rest() {
         // A destination that accepts connections but never answers.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -584,6 +642,7 @@ mod tests {
         config.endpoint = Some(format!("http://{}", silent.local_addr().unwrap()));
         config.timeout = Duration::from_secs(60);
         config.queue.capacity = 2;
+        config.queue.concurrency = 1;
         config.batch.max_items = 1;
         let metrics = Arc::new(Metrics::new());
         let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();

@@ -5,6 +5,7 @@
 //! it receives, delivers each batch with retries, and accounts for every item: exported, or failed
 //! with a reason (`permanent_error`, `retries_exhausted`, `rejected`, `shutdown`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,15 +30,17 @@ pub(crate) enum Phase {
     Abort,
 }
 
-/// The edge's end of one exporter queue.
+/// The edge's end of one exporter queue: one bounded channel per worker (shard); a payload goes
+/// to the next shard with room, round robin.
 pub(crate) struct QueueHandle {
     pub name: String,
-    pub sender: mpsc::Sender<Arc<Payload>>,
+    shards: Vec<mpsc::Sender<Arc<Payload>>>,
+    next: AtomicUsize,
     depth_gauge: Gauge,
 }
 
 impl QueueHandle {
-    pub fn new(name: String, sender: mpsc::Sender<Arc<Payload>>, metrics: &Metrics) -> Self {
+    pub fn new(name: String, shards: Vec<mpsc::Sender<Arc<Payload>>>, metrics: &Metrics) -> Self {
         let depth_gauge = metrics
             .queue_depth
             .get_or_create(&Exporter {
@@ -46,23 +49,46 @@ impl QueueHandle {
             .clone();
         Self {
             name,
-            sender,
+            shards,
+            next: AtomicUsize::new(0),
             depth_gauge,
         }
     }
 
+    /// Reserves a slot on the next shard with room.
+    pub fn try_reserve(
+        &self,
+    ) -> Result<mpsc::Permit<'_, Arc<Payload>>, mpsc::error::TrySendError<()>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.shards.len();
+        let mut last = mpsc::error::TrySendError::Full(());
+        for i in 0..n {
+            match self.shards[(start + i) % n].try_reserve() {
+                Ok(permit) => return Ok(permit),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether every shard is at capacity.
+    pub fn is_full(&self) -> bool {
+        self.shards.iter().all(|s| s.capacity() == 0)
+    }
+
     /// Payloads waiting in the queue.
     pub fn depth(&self) -> usize {
-        self.sender.max_capacity() - self.sender.capacity()
+        self.shards
+            .iter()
+            .map(|s| s.max_capacity() - s.capacity())
+            .sum()
     }
 
-    pub fn update_depth_gauge(&self) {
-        self.depth_gauge.set(gauge_value(self.depth()));
+    /// Counts one payload into the queue; the worker that receives it counts it out, so the
+    /// gauge is the exporter's total depth across shards.
+    pub fn count_queued(&self) {
+        self.depth_gauge.inc();
     }
-}
-
-fn gauge_value(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Why items were given up on; the `reason` label of `export_failed_items`.
@@ -190,7 +216,7 @@ impl<T: Transport> Worker<T> {
                 }
                 received = self.receiver.recv() => match received {
                     Some(payload) => {
-                        self.depth_gauge.set(gauge_value(self.receiver.len()));
+                        self.depth_gauge.dec();
                         let payload = Arc::unwrap_or_clone(payload);
                         self.batcher.push(payload, Instant::now(), &mut ready);
                     }
@@ -208,7 +234,6 @@ impl<T: Transport> Worker<T> {
         if self.deliver_all(&mut ready).await.is_err() {
             return self.abandon();
         }
-        self.depth_gauge.set(0);
         tracing::debug!(exporter = %self.name, "exporter drained");
     }
 
@@ -236,12 +261,12 @@ impl<T: Transport> Worker<T> {
         }
         self.receiver.close();
         while let Ok(payload) = self.receiver.try_recv() {
+            self.depth_gauge.dec();
             let counts = payload.counts();
             self.abandon_items(Signal::Traces, counts.spans);
             self.abandon_items(Signal::Logs, counts.logs);
             self.abandon_items(Signal::Metrics, counts.metric_points);
         }
-        self.depth_gauge.set(0);
         for signal in Signal::ALL {
             let items = self.abandoned[signal.index()];
             if items > 0 {

@@ -126,11 +126,16 @@ impl EdgeState {
         resp
     }
 
+    /// Refuses early, before any body is read or decoded, while shutting down or while an
+    /// export queue is full: under overload the CPU goes to draining, not to work that the
+    /// queue would refuse anyway.
     fn check_open(&self) -> Result<(), EdgeError> {
+        let retry_after_secs = self.config.server.retry_after_secs;
         if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(EdgeError::ShuttingDown {
-                retry_after_secs: self.config.server.retry_after_secs,
-            });
+            return Err(EdgeError::ShuttingDown { retry_after_secs });
+        }
+        if self.pipeline.is_full() {
+            return Err(EdgeError::QueueFull { retry_after_secs });
         }
         Ok(())
     }
