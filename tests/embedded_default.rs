@@ -54,3 +54,30 @@ async fn writes_otlp_json_lines_and_flushes_on_sigterm() {
     assert_eq!(span["spanId"], SPAN_ID);
     assert_eq!(span["traceId"], "4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c");
 }
+
+/// Setting the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP/HTTP protobuf by default, as the
+/// spec says) switches from the embedded file default to a real collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_endpoint_env_exports_to_a_collector() {
+    let sink = Sink::start().await;
+    let rotel = Rotel::start(&sink).await;
+    let endpoint = format!("http://{}", rotel.http);
+    let bridge =
+        Bridge::start_with_env("", &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]).await;
+    let resp = bridge
+        .client
+        .post(bridge.url("/v1/traces"))
+        .header("content-type", "application/json")
+        .body(otlp_json())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    poll("the span at the collector", WAIT, || {
+        sink.spans()
+            .into_iter()
+            .find(|s| hex(&s.span.span_id) == SPAN_ID)
+    })
+    .await;
+    assert!(!bridge.dir.path().join("rum-bridge-data").exists());
+}
