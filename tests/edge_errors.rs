@@ -114,6 +114,17 @@ async fn bad_requests_get_documented_status_and_counted_reason() {
             reason: "unknown_app",
         },
         Case {
+            name: "unknown app key on a native beacon, refused before the body",
+            path: "/v1/rum",
+            headers: vec![
+                ("content-type", "text/plain".to_owned()),
+                ("x-api-key", "pk_nobody".to_owned()),
+            ],
+            body: b"not even json".to_vec(),
+            status: 401,
+            reason: "unknown_app",
+        },
+        Case {
             name: "disallowed origin",
             path: "/v1/traces",
             headers: vec![

@@ -313,6 +313,12 @@ async fn ingest_native(
     let result = async {
         st.check_open()?;
         body_format(&headers, false)?;
+        // A key outside the body (header or query) is checked before the body is read; a key
+        // inside it (sendBeacon cannot set headers) only after decoding.
+        if let Some(key) = key_outside_body(&headers, &query) {
+            st.apps
+                .authorize(Some(key), header_str(&headers, header::ORIGIN))?;
+        }
         let bytes = st.read(&headers, body).await?;
         st.handle_native(&headers, &query, &bytes)
     }
