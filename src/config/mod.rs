@@ -338,6 +338,9 @@ pub struct QueueConfig {
     /// destination's latency, not CPU, bounds one sender; several keep it busy. `file`
     /// exporters always use 1 so lines never interleave.
     pub concurrency: usize,
+    /// Most queued telemetry, in protobuf-encoded bytes, before the edge answers `503`: bounds
+    /// memory whatever the payload sizes (in memory a payload takes a few times this).
+    pub max_bytes: usize,
 }
 
 impl Default for QueueConfig {
@@ -345,6 +348,7 @@ impl Default for QueueConfig {
         Self {
             capacity: 4096,
             concurrency: 4,
+            max_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -288,6 +288,7 @@ fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
     p.non_zero_duration(format!("{at}.timeout"), e.timeout);
     p.positive(format!("{at}.queue.capacity"), e.queue.capacity);
     p.positive(format!("{at}.queue.concurrency"), e.queue.concurrency);
+    p.positive(format!("{at}.queue.max_bytes"), e.queue.max_bytes);
     p.positive(format!("{at}.batch.max_items"), e.batch.max_items);
     p.positive(format!("{at}.batch.max_bytes"), e.batch.max_bytes);
     p.non_zero_duration(format!("{at}.batch.timeout"), e.batch.timeout);

@@ -48,6 +48,14 @@ impl Payload {
         self.spans.is_empty() && self.logs.is_empty() && self.metrics.is_empty()
     }
 
+    /// Protobuf-encoded size: the estimate a queue's byte budget counts.
+    pub fn encoded_len(&self) -> usize {
+        use prost::Message;
+        self.spans.iter().map(Message::encoded_len).sum::<usize>()
+            + self.logs.iter().map(Message::encoded_len).sum::<usize>()
+            + self.metrics.iter().map(Message::encoded_len).sum::<usize>()
+    }
+
     /// Number of spans, log records and metric data points, for accounting.
     pub fn counts(&self) -> ItemCounts {
         ItemCounts {
@@ -267,7 +275,7 @@ impl Pipeline {
             let per_shard = config.queue.capacity.div_ceil(shard_transports.len());
             let mut senders = Vec::with_capacity(shard_transports.len());
             for transport in shard_transports {
-                let (sender, receiver) = mpsc::channel(per_shard);
+                let (sender, receiver) = mpsc::channel::<queue::Queued>(per_shard);
                 senders.push(sender);
                 let phase = phase.subscribe();
                 workers.push(match transport {
@@ -282,7 +290,12 @@ impl Pipeline {
                     }
                 });
             }
-            queues.push(QueueHandle::new(config.name.clone(), senders, &metrics));
+            queues.push(QueueHandle::new(
+                config.name.clone(),
+                senders,
+                config.queue.max_bytes,
+                &metrics,
+            ));
         }
         Ok(Pipeline {
             inner: Arc::new(Inner {
@@ -300,9 +313,10 @@ impl Pipeline {
             return Ok(());
         }
         let queues = &self.inner.queues;
+        let bytes = payload.encoded_len();
         let mut permits = Vec::with_capacity(queues.len());
         for queue in queues {
-            match queue.try_reserve() {
+            match queue.try_reserve(bytes) {
                 Ok(permit) => permits.push(permit),
                 Err(mpsc::error::TrySendError::Full(())) => {
                     return Err(Backpressure::QueueFull {
@@ -632,6 +646,52 @@ mod tests {
         assert!(gauge >= depth as i64);
         pipeline.shutdown(Duration::from_millis(100)).await;
         assert_eq!(failed(&metrics, "sharded", "shutdown"), u64::from(accepted));
+    }
+
+    #[tokio::test]
+    async fn byte_budget_bounds_the_queue_and_is_released_when_taken() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let one = spans_payload("shop", [0]).encoded_len();
+        let mut config = exporter_config("bytes", Protocol::HttpProtobuf);
+        config.endpoint = Some(format!("http://{}", silent.local_addr().unwrap()));
+        config.timeout = Duration::from_secs(60);
+        config.queue.capacity = 1000;
+        config.queue.concurrency = 1;
+        config.queue.max_bytes = 2 * one;
+        config.batch.max_items = 1;
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let mut accepted = 0u8;
+        while pipeline.submit(spans_payload("shop", [accepted])).is_ok() {
+            accepted += 1;
+            assert!(
+                accepted <= 3,
+                "two payloads of budget plus one taken by the worker"
+            );
+        }
+        assert!(accepted >= 2, "{accepted}");
+        assert!(
+            pipeline.is_full(),
+            "the byte budget, not the slot count, is exhausted"
+        );
+        pipeline.shutdown(Duration::from_millis(100)).await;
+        assert_eq!(failed(&metrics, "bytes", "shutdown"), u64::from(accepted));
+    }
+
+    #[tokio::test]
+    async fn a_payload_larger_than_the_budget_is_taken_when_the_queue_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = exporter_config("big", Protocol::File);
+        config.endpoint = None;
+        config.path = Some(dir.path().to_owned());
+        config.queue.max_bytes = 1;
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        pipeline.submit(spans_payload("shop", [1, 2, 3])).unwrap();
+        wait_until(|| exported(&metrics, "big") == 3).await;
+        pipeline.submit(spans_payload("shop", [4])).unwrap();
+        pipeline.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(exported(&metrics, "big"), 4);
     }
 
     #[tokio::test]

@@ -30,17 +30,62 @@ pub(crate) enum Phase {
     Abort,
 }
 
-/// The edge's end of one exporter queue: one bounded channel per worker (shard); a payload goes
-/// to the next shard with room, round robin.
+/// A payload in a queue, holding its share of the queue's byte budget until the worker takes it.
+pub(crate) struct Queued {
+    payload: Option<Arc<Payload>>,
+    bytes: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    pub fn payload(&self) -> &Payload {
+        self.payload.as_deref().expect("present until taken")
+    }
+
+    /// Takes the payload out, releasing its bytes (the batcher bounds what follows).
+    pub fn into_payload(mut self) -> Payload {
+        Arc::unwrap_or_clone(self.payload.take().expect("present until taken"))
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A slot and bytes reserved in one exporter queue; dropped unsent, both are given back.
+pub(crate) struct Reserved<'a> {
+    permit: mpsc::Permit<'a, Queued>,
+    queued: Queued,
+}
+
+impl Reserved<'_> {
+    pub fn send(mut self, payload: Arc<Payload>) {
+        self.queued.payload = Some(payload);
+        self.permit.send(self.queued);
+    }
+}
+
+/// The edge's end of one exporter queue: one bounded channel per worker (shard), a payload going
+/// to the next shard with room, round robin; and a budget of estimated bytes across the shards,
+/// so memory stays bounded whatever the payload sizes.
 pub(crate) struct QueueHandle {
     pub name: String,
-    shards: Vec<mpsc::Sender<Arc<Payload>>>,
+    shards: Vec<mpsc::Sender<Queued>>,
     next: AtomicUsize,
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
     depth_gauge: Gauge,
 }
 
 impl QueueHandle {
-    pub fn new(name: String, shards: Vec<mpsc::Sender<Arc<Payload>>>, metrics: &Metrics) -> Self {
+    pub fn new(
+        name: String,
+        shards: Vec<mpsc::Sender<Queued>>,
+        max_bytes: usize,
+        metrics: &Metrics,
+    ) -> Self {
         let depth_gauge = metrics
             .queue_depth
             .get_or_create(&Exporter {
@@ -51,29 +96,43 @@ impl QueueHandle {
             name,
             shards,
             next: AtomicUsize::new(0),
+            bytes: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
             depth_gauge,
         }
     }
 
-    /// Reserves a slot on the next shard with room.
-    pub fn try_reserve(
-        &self,
-    ) -> Result<mpsc::Permit<'_, Arc<Payload>>, mpsc::error::TrySendError<()>> {
+    /// Reserves `bytes` of the budget and a slot on the next shard with room. A payload larger
+    /// than the whole budget is still taken when the queue is empty, so it cannot wedge.
+    pub fn try_reserve(&self, bytes: usize) -> Result<Reserved<'_>, mpsc::error::TrySendError<()>> {
+        let max = self.max_bytes;
+        self.bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used == 0 || used + bytes <= max).then_some(used + bytes)
+            })
+            .map_err(|_| mpsc::error::TrySendError::Full(()))?;
+        // From here the bytes are released by `Queued::drop` whatever happens.
+        let queued = Queued {
+            payload: None,
+            bytes,
+            budget: Arc::clone(&self.bytes),
+        };
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.shards.len();
         let mut last = mpsc::error::TrySendError::Full(());
         for i in 0..n {
             match self.shards[(start + i) % n].try_reserve() {
-                Ok(permit) => return Ok(permit),
+                Ok(permit) => return Ok(Reserved { permit, queued }),
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    /// Whether every shard is at capacity.
+    /// Whether the byte budget is used up or every shard is at capacity.
     pub fn is_full(&self) -> bool {
-        self.shards.iter().all(|s| s.capacity() == 0)
+        self.bytes.load(Ordering::Relaxed) >= self.max_bytes
+            || self.shards.iter().all(|s| s.capacity() == 0)
     }
 
     /// Payloads waiting in the queue.
@@ -163,7 +222,7 @@ struct Aborted;
 pub(crate) struct Worker<T> {
     name: String,
     transport: T,
-    receiver: mpsc::Receiver<Arc<Payload>>,
+    receiver: mpsc::Receiver<Queued>,
     phase: watch::Receiver<Phase>,
     batcher: Batcher,
     retry: RetryConfig,
@@ -177,7 +236,7 @@ impl<T: Transport> Worker<T> {
     pub fn new(
         config: &ExporterConfig,
         transport: T,
-        receiver: mpsc::Receiver<Arc<Payload>>,
+        receiver: mpsc::Receiver<Queued>,
         phase: watch::Receiver<Phase>,
         metrics: &Metrics,
     ) -> Self {
@@ -217,8 +276,7 @@ impl<T: Transport> Worker<T> {
                 received = self.receiver.recv() => match received {
                     Some(payload) => {
                         self.depth_gauge.dec();
-                        let payload = Arc::unwrap_or_clone(payload);
-                        self.batcher.push(payload, Instant::now(), &mut ready);
+                        self.batcher.push(payload.into_payload(), Instant::now(), &mut ready);
                     }
                     None => break,
                 },
@@ -262,7 +320,7 @@ impl<T: Transport> Worker<T> {
         self.receiver.close();
         while let Ok(payload) = self.receiver.try_recv() {
             self.depth_gauge.dec();
-            let counts = payload.counts();
+            let counts = payload.payload().counts();
             self.abandon_items(Signal::Traces, counts.spans);
             self.abandon_items(Signal::Logs, counts.logs);
             self.abandon_items(Signal::Metrics, counts.metric_points);
