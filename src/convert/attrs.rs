@@ -70,6 +70,14 @@ pub fn truncate_values(attrs: &mut [KeyValue], max_len: usize) {
     }
 }
 
+/// The value of `key` in `attrs`, if set.
+pub fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
 /// Whether `attrs` already holds `key`.
 pub fn has_key(attrs: &[KeyValue], key: &str) -> bool {
     attrs.iter().any(|kv| kv.key == key)

@@ -211,11 +211,7 @@ mod tests {
     }
 
     fn get<'a>(r: &'a LogRecord, key: &str) -> Option<&'a Value> {
-        r.attributes
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(|v| v.value.as_ref())
+        crate::convert::attrs::find(&r.attributes, key)
     }
 
     fn s(v: &str) -> Value {

@@ -69,11 +69,7 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
     fn get<'a>(r: &'a Resource, key: &str) -> Option<&'a Value> {
-        r.attributes
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(|v| v.value.as_ref())
+        crate::convert::attrs::find(&r.attributes, key)
     }
 
     fn s(v: &str) -> Value {

@@ -690,11 +690,7 @@ mod tests {
     }
 
     fn get<'a>(s: &'a Span, key: &str) -> Option<&'a Value> {
-        s.attributes
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(|v| v.value.as_ref())
+        crate::convert::attrs::find(&s.attributes, key)
     }
 
     fn s(v: &str) -> Value {

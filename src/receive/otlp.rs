@@ -264,12 +264,7 @@ mod tests {
         }
     }
 
-    fn get<'a>(attrs: &'a [KeyValue], k: &str) -> Option<&'a Value> {
-        attrs
-            .iter()
-            .find(|kv| kv.key == k)
-            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-    }
+    use crate::convert::attrs::find as get;
 
     #[test]
     fn legacy_http_names_are_renamed() {
