@@ -87,15 +87,18 @@ pub struct PageContext {
 impl PageContext {
     /// Converts a time relative to the time origin into Unix epoch nanoseconds.
     pub fn unix_nanos(&self, rel_ms: f64) -> u64 {
-        // Split the origin so the sub-millisecond part keeps its precision: epoch nanoseconds
-        // (~1.7e18) do not fit exactly in an f64.
-        let whole = self.time_origin_ms.trunc();
-        let frac_ns = ((self.time_origin_ms - whole) + rel_ms) * 1_000_000.0;
-        if !whole.is_finite() || !frac_ns.is_finite() || whole < 0.0 {
+        // Split the origin and the relative time so the sub-millisecond parts keep their
+        // precision: epoch nanoseconds (~1.7e18) do not fit exactly in an f64, and formats with
+        // absolute times (origin 0, Faro) pass epoch milliseconds as `rel_ms`.
+        let (whole, rel_whole) = (self.time_origin_ms.trunc(), rel_ms.trunc());
+        let frac_ns = ((self.time_origin_ms - whole) + (rel_ms - rel_whole)) * 1_000_000.0;
+        if !whole.is_finite() || !rel_whole.is_finite() || !frac_ns.is_finite() || whole < 0.0 {
             return 0;
         }
-        let base = (whole as u64).saturating_mul(1_000_000);
-        let total = base as i128 + frac_ns.round() as i128;
+        let whole_ms = (whole as i128).saturating_add(rel_whole as i128);
+        let total = whole_ms
+            .saturating_mul(1_000_000)
+            .saturating_add(frac_ns.round() as i128);
         total.clamp(0, u64::MAX as i128) as u64
     }
 }
@@ -460,5 +463,13 @@ mod tests {
         };
         assert_eq!(ctx.unix_nanos(1.5), 1_700_000_000_001_500_000);
         assert_eq!(ctx.unix_nanos(f64::NAN), 0);
+        assert_eq!(ctx.unix_nanos(1e300), u64::MAX);
+        let absolute = PageContext::default();
+        assert_eq!(
+            absolute.unix_nanos(1_795_839_354_566.25),
+            1_795_839_354_566_250_000,
+            "epoch ms relative to a zero origin keep nanosecond precision"
+        );
+        assert_eq!(absolute.unix_nanos(-5.0), 0);
     }
 }
