@@ -12,6 +12,11 @@ use axum::response::{IntoResponse, Response};
 pub const ALLOWED_HEADERS: &str =
     "content-type, content-encoding, traceparent, tracestate, x-api-key";
 
+/// Request headers the Grafana Faro Web SDK may send (faro.md §2.1, §7): its session and retry
+/// headers, and `x-scope-orgid` for multi-tenant setups.
+pub const FARO_ALLOWED_HEADERS: &str = "content-type, content-encoding, traceparent, x-api-key, \
+     x-faro-session-id, x-scope-orgid, idempotency-key";
+
 /// Adds the CORS response headers for an allowed origin.
 pub fn decorate(headers: &mut HeaderMap, origin: &HeaderValue) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
@@ -29,6 +34,16 @@ pub fn decorate(headers: &mut HeaderMap, origin: &HeaderValue) {
 /// Answers a preflight: `204` with the allowed methods and headers, or `403` for an origin no
 /// app accepts.
 pub fn preflight(origin: Option<&HeaderValue>, allowed: bool, max_age_secs: u64) -> Response {
+    preflight_allowing(origin, allowed, max_age_secs, ALLOWED_HEADERS)
+}
+
+/// [`preflight`] for a route whose senders need other request headers.
+pub fn preflight_allowing(
+    origin: Option<&HeaderValue>,
+    allowed: bool,
+    max_age_secs: u64,
+    allowed_headers: &'static str,
+) -> Response {
     let Some(origin) = origin.filter(|_| allowed) else {
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     };
@@ -41,7 +56,7 @@ pub fn preflight(origin: Option<&HeaderValue>, allowed: bool, max_age_secs: u64)
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(ALLOWED_HEADERS),
+        HeaderValue::from_static(allowed_headers),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,
@@ -75,6 +90,26 @@ mod tests {
             .to_str()
             .unwrap()
             .contains("traceparent"));
+    }
+
+    #[test]
+    fn faro_preflight_allows_the_sdk_headers_and_exposes_retry_after() {
+        let origin = HeaderValue::from_static("http://127.0.0.1:18787");
+        let resp = preflight_allowing(Some(&origin), true, 600, FARO_ALLOWED_HEADERS);
+        let h = resp.headers();
+        let allowed = h[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap();
+        for name in [
+            "content-type",
+            "content-encoding",
+            "traceparent",
+            "x-api-key",
+            "x-faro-session-id",
+            "x-scope-orgid",
+            "idempotency-key",
+        ] {
+            assert!(allowed.split(", ").any(|a| a == name), "{name}: {allowed}");
+        }
+        assert_eq!(h[header::ACCESS_CONTROL_EXPOSE_HEADERS], "retry-after");
     }
 
     #[test]
