@@ -107,6 +107,7 @@ pub async fn run_until(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        faro: Default::default(),
         config: config.clone(),
     });
     let admin_state = AdminState {

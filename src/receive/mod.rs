@@ -8,6 +8,7 @@ pub mod apps;
 pub mod body;
 pub mod cors;
 pub mod error;
+pub mod faro;
 pub mod native;
 pub mod otlp;
 
@@ -48,12 +49,19 @@ pub struct EdgeState {
     pub shutting_down: Arc<AtomicBool>,
     /// Operator resource attributes added to every exported resource.
     pub resource_attributes: Vec<(String, String)>,
+    /// What the Faro route remembers between requests (retries, page views).
+    pub faro: faro::FaroState,
 }
 
-/// The public router: native beacons and OTLP/HTTP, with CORS preflights.
+/// The public router: native beacons, Grafana Faro and OTLP/HTTP, with CORS preflights.
 pub fn router(state: Arc<EdgeState>) -> Router {
     Router::new()
         .route("/v1/rum", post(ingest_native).options(preflight))
+        .route("/collect", post(faro::ingest).options(faro::preflight))
+        .route(
+            "/collect/{app_key}",
+            post(faro::ingest_with_key).options(faro::preflight),
+        )
         .route(
             "/v1/traces",
             post(ingest_otlp::<ExportTraceServiceRequest>).options(preflight),

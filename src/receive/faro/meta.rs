@@ -1,0 +1,319 @@
+//! Faro `meta` → the batch's [`PageContext`] (faro.md §1.3).
+//!
+//! | Faro | model / attribute |
+//! | --- | --- |
+//! | `app.name`, `.version`, `.environment` | `AppInfo` (`service.name` in development mode, `service.version`, `deployment.environment.name`) |
+//! | `app.namespace` | `service.namespace` |
+//! | `app.release`, `.bundleId` | `faro.app.release`, `faro.app.bundle_id` † |
+//! | `sdk.name`, `.version` | `telemetry.sdk.name`, `.version` |
+//! | `session.id` | `session.id` (the `x-faro-session-id` header when absent) |
+//! | `page.id`, `.url` | page-view id, page URL |
+//! | `user.id` | user id (hashing is for `process`); `username`, `email` and user attributes are personal data and are not kept |
+//! | `browser.userAgent`, `.language`, `.mobile`, `.brands` | `user_agent.original`, `browser.language`, `browser.mobile`, `browser.brands` (`"<brand> <version>"`, semconv) |
+//! | `browser.name`, `.version` | `user_agent.name`, `user_agent.version` |
+//! | `os.name` (else `browser.os`) | `browser.platform`; also `os.name`, `os.version`, `os.build_id`, `os.description` (`detail`) |
+//! | `device.manufacturer`, `.model_identifier`, `.model_name` | `device.manufacturer`, `device.model.identifier`, `device.model.name` |
+//! | `device.brand`, `.type`, `.is_physical` | `faro.device.brand`, `faro.device.type`, `faro.device.is_physical` † |
+//! | `k6.isK6Browser` | `user_agent.synthetic.type = test`; `k6.testRunId` → `faro.k6.test_run_id` † |
+//! | `session.attributes.previousSession` | `session.previous_id` on the `session.start` event |
+//!
+//! † no semantic convention exists; the `faro.` prefix keeps them apart from semconv names.
+//! `geo` is ignored: a client cannot be trusted with it (Faro's spec has the receiver fill it
+//! in). `view` and viewport sizes are not mapped.
+
+use std::fmt;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::lenient::{boolean, string, string_map, Lax};
+use crate::model::{AttrValue, PageContext};
+
+/// Most brands kept from `browser.brands`.
+const MAX_BRANDS: usize = 16;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Meta {
+    sdk: Lax<Sdk>,
+    app: Lax<App>,
+    user: Lax<User>,
+    session: Lax<Session>,
+    page: Lax<Page>,
+    browser: Lax<Browser>,
+    k6: Lax<K6>,
+    os: Lax<Os>,
+    device: Lax<Device>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Sdk {
+    #[serde(deserialize_with = "string")]
+    name: Option<String>,
+    #[serde(deserialize_with = "string")]
+    version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct App {
+    #[serde(deserialize_with = "string")]
+    name: Option<String>,
+    #[serde(deserialize_with = "string")]
+    namespace: Option<String>,
+    #[serde(deserialize_with = "string")]
+    version: Option<String>,
+    #[serde(deserialize_with = "string")]
+    release: Option<String>,
+    #[serde(deserialize_with = "string")]
+    environment: Option<String>,
+    #[serde(deserialize_with = "string")]
+    bundle_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct User {
+    #[serde(deserialize_with = "string")]
+    id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Session {
+    #[serde(deserialize_with = "string")]
+    id: Option<String>,
+    #[serde(deserialize_with = "string_map")]
+    attributes: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Page {
+    #[serde(deserialize_with = "string")]
+    id: Option<String>,
+    #[serde(deserialize_with = "string")]
+    url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Browser {
+    #[serde(deserialize_with = "string")]
+    name: Option<String>,
+    #[serde(deserialize_with = "string")]
+    version: Option<String>,
+    #[serde(deserialize_with = "string")]
+    os: Option<String>,
+    #[serde(deserialize_with = "boolean")]
+    mobile: Option<bool>,
+    #[serde(deserialize_with = "string")]
+    user_agent: Option<String>,
+    #[serde(deserialize_with = "string")]
+    language: Option<String>,
+    brands: Brands,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct K6 {
+    #[serde(deserialize_with = "boolean")]
+    is_k6_browser: Option<bool>,
+    #[serde(deserialize_with = "string")]
+    test_run_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Os {
+    #[serde(deserialize_with = "string")]
+    name: Option<String>,
+    #[serde(deserialize_with = "string")]
+    version: Option<String>,
+    #[serde(deserialize_with = "string")]
+    build_id: Option<String>,
+    #[serde(deserialize_with = "string")]
+    detail: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Device {
+    #[serde(deserialize_with = "string")]
+    manufacturer: Option<String>,
+    #[serde(deserialize_with = "string")]
+    model_identifier: Option<String>,
+    #[serde(deserialize_with = "string")]
+    model_name: Option<String>,
+    #[serde(deserialize_with = "string")]
+    brand: Option<String>,
+    #[serde(deserialize_with = "boolean")]
+    is_physical: Option<bool>,
+    #[serde(rename = "type", deserialize_with = "string")]
+    kind: Option<String>,
+}
+
+/// `browser.brands`: an array of `{brand, version}` or one comma-separated string
+/// (`Browser_Brands` union), as `"<brand> <version>"` strings (the UA Client Hints form semconv
+/// uses).
+#[derive(Debug, Default)]
+struct Brands(Vec<String>);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Brand {
+    #[serde(deserialize_with = "string")]
+    brand: Option<String>,
+    #[serde(deserialize_with = "string")]
+    version: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Brands {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BrandsVisitor)
+    }
+}
+
+struct BrandsVisitor;
+
+impl<'de> Visitor<'de> for BrandsVisitor {
+    type Value = Brands;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of brands or a string")
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Brands, E> {
+        Ok(Brands(
+            s.split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .take(MAX_BRANDS)
+                .map(str::to_owned)
+                .collect(),
+        ))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Brands, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Lax(item)) = seq.next_element::<Lax<Brand>>()? {
+            let Some(Brand {
+                brand: Some(brand),
+                version,
+            }) = item
+            else {
+                continue;
+            };
+            if out.len() < MAX_BRANDS {
+                out.push(match version {
+                    Some(version) => format!("{brand} {version}"),
+                    None => brand,
+                });
+            }
+        }
+        Ok(Brands(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Brands, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Brands::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Brands, E> {
+        Ok(Brands::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Brands, E> {
+        Ok(Brands::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Brands, E> {
+        Ok(Brands::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Brands, E> {
+        Ok(Brands::default())
+    }
+    fn visit_unit<E>(self) -> Result<Brands, E> {
+        Ok(Brands::default())
+    }
+    fn visit_none<E>(self) -> Result<Brands, E> {
+        Ok(Brands::default())
+    }
+}
+
+/// What the events of a batch need from `meta` besides the context.
+#[derive(Debug, Default)]
+pub(super) struct MetaExtras {
+    /// `session.attributes.previousSession`: the session this one continues.
+    pub(super) previous_session: Option<String>,
+}
+
+impl Meta {
+    /// Moves everything into `ctx`; returns what the event mapping still needs.
+    pub(super) fn apply(self, ctx: &mut PageContext) -> MetaExtras {
+        let mut extras = MetaExtras::default();
+        let attrs = &mut ctx.attributes;
+        if let Some(sdk) = self.sdk.0 {
+            ctx.sdk_name = sdk.name;
+            ctx.sdk_version = sdk.version;
+        }
+        if let Some(app) = self.app.0 {
+            ctx.app.name = app.name.unwrap_or_default();
+            ctx.app.version = app.version;
+            ctx.app.environment = app.environment;
+            push(attrs, "service.namespace", app.namespace);
+            push(attrs, "faro.app.release", app.release);
+            push(attrs, "faro.app.bundle_id", app.bundle_id);
+        }
+        if let Some(user) = self.user.0 {
+            ctx.user_id = user.id;
+        }
+        if let Some(session) = self.session.0 {
+            ctx.session_id = session.id;
+            extras.previous_session = session
+                .attributes
+                .into_iter()
+                .find(|(k, _)| k == "previousSession")
+                .map(|(_, v)| v);
+        }
+        if let Some(page) = self.page.0 {
+            ctx.page_view_id = page.id;
+            ctx.page_url = page.url;
+        }
+        let os = self.os.0.unwrap_or_default();
+        if let Some(browser) = self.browser.0 {
+            ctx.user_agent = browser.user_agent;
+            ctx.browser.language = browser.language;
+            ctx.browser.mobile = browser.mobile;
+            ctx.browser.brands = browser.brands.0;
+            ctx.browser.platform = os.name.clone().or(browser.os);
+            push(attrs, "user_agent.name", browser.name);
+            push(attrs, "user_agent.version", browser.version);
+        }
+        push(attrs, "os.name", os.name);
+        push(attrs, "os.version", os.version);
+        push(attrs, "os.build_id", os.build_id);
+        push(attrs, "os.description", os.detail);
+        if let Some(device) = self.device.0 {
+            push(attrs, "device.manufacturer", device.manufacturer);
+            push(attrs, "device.model.identifier", device.model_identifier);
+            push(attrs, "device.model.name", device.model_name);
+            push(attrs, "faro.device.brand", device.brand);
+            push(attrs, "faro.device.type", device.kind);
+            if let Some(physical) = device.is_physical {
+                attrs.push(("faro.device.is_physical".into(), AttrValue::Bool(physical)));
+            }
+        }
+        if let Some(k6) = self.k6.0 {
+            if k6.is_k6_browser == Some(true) {
+                attrs.push((
+                    "user_agent.synthetic.type".into(),
+                    AttrValue::Str("test".into()),
+                ));
+            }
+            push(attrs, "faro.k6.test_run_id", k6.test_run_id);
+        }
+        extras
+    }
+}
+
+fn push(attrs: &mut Vec<(String, AttrValue)>, key: &str, value: Option<String>) {
+    if let Some(v) = value.filter(|v| !v.is_empty()) {
+        attrs.push((key.to_owned(), AttrValue::Str(v)));
+    }
+}

@@ -1,0 +1,409 @@
+//! The OTLP trace export embedded in a Faro payload (`traces`, faro.md §1.8).
+//!
+//! faro-web-tracing puts a whole OTLP/JSON `ExportTraceServiceRequest` into the batch. Its spans
+//! keep their ids exactly (the fetch CLIENT span's ids are the ones the browser sent in
+//! `traceparent`, so the backend span is its child). Decoding is lenient per span: one bad span
+//! is dropped and counted, its neighbours stay. Older senders use the legacy
+//! `instrumentationLibrarySpans` / `instrumentationLibrary` keys and numeric nanosecond times;
+//! both are accepted.
+//!
+//! Unlike Alloy, which passes these spans on untouched, the bridge makes them look like the rest
+//! of the batch: the resource gets what `meta` says (the app's `service.name` wins for a
+//! configured app; `service.version`, `deployment.environment.name`, `browser.*`,
+//! `user_agent.original`, … are added when missing), spans get `session.id` and the page-view id
+//! when missing, and legacy HTTP attribute names are renamed as on the OTLP routes.
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::lenient::{items, object, string};
+use crate::convert::attrs::{find, has_key, kv};
+use crate::convert::resource::enrich_resource;
+use crate::convert::{ATTR_PAGE_VIEW_ID, ATTR_SESSION_ID};
+use crate::model::{HttpCall, PageContext, Rejected, SpanRef};
+use crate::receive::otlp::normalize_span;
+
+/// Most `resourceSpans`, and `scopeSpans` per resource, read; the rest count as dropped items.
+const MAX_GROUPS: usize = 64;
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct TracesRaw<'a> {
+    #[serde(borrow)]
+    resource_spans: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ResourceSpansRaw<'a> {
+    #[serde(borrow)]
+    resource: Option<&'a RawValue>,
+    #[serde(borrow, alias = "instrumentationLibrarySpans")]
+    scope_spans: Option<&'a RawValue>,
+    #[serde(deserialize_with = "string")]
+    schema_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ScopeSpansRaw<'a> {
+    #[serde(borrow, alias = "instrumentationLibrary")]
+    scope: Option<&'a RawValue>,
+    #[serde(borrow)]
+    spans: Option<&'a RawValue>,
+    #[serde(deserialize_with = "string")]
+    schema_url: Option<String>,
+}
+
+/// The decoded spans of a `traces` section.
+#[derive(Debug, Default)]
+pub(super) struct Decoded {
+    pub(super) resource_spans: Vec<ResourceSpans>,
+    pub(super) spans: usize,
+    /// Spans beyond the item budget and groups beyond [`MAX_GROUPS`] (dropped, counted).
+    pub(super) overflow: usize,
+}
+
+/// Decodes the `traces` section; at most `budget` spans are kept. Problems are recorded in
+/// `rejected`; nothing here fails the batch.
+pub(super) fn decode(raw: &RawValue, budget: usize, rejected: &mut Vec<Rejected>) -> Decoded {
+    let mut out = Decoded::default();
+    let list = match object::<TracesRaw>(raw) {
+        Ok(TracesRaw {
+            resource_spans: Some(list),
+        }) => list,
+        Ok(_) => return out,
+        Err(e) => {
+            reject(rejected, "invalid_traces", format!("traces: {e}"));
+            return out;
+        }
+    };
+    let list = match items(list, MAX_GROUPS) {
+        Ok(list) => list,
+        Err(e) => {
+            reject(
+                rejected,
+                "invalid_traces",
+                format!("traces.resourceSpans: {e}"),
+            );
+            return out;
+        }
+    };
+    out.overflow += list.overflow;
+    for (i, rs) in list.kept.into_iter().enumerate() {
+        let rs = match object::<ResourceSpansRaw>(rs) {
+            Ok(rs) => rs,
+            Err(e) => {
+                reject(
+                    rejected,
+                    "invalid_traces",
+                    format!("traces.resourceSpans[{i}]: {e}"),
+                );
+                continue;
+            }
+        };
+        let resource = rs.resource.and_then(|r| object::<Resource>(r).ok());
+        let mut scope_spans = Vec::new();
+        let scopes = rs.scope_spans.map(|s| items(s, MAX_GROUPS));
+        match scopes {
+            None => {}
+            Some(Err(e)) => reject(
+                rejected,
+                "invalid_traces",
+                format!("traces.resourceSpans[{i}].scopeSpans: {e}"),
+            ),
+            Some(Ok(scopes)) => {
+                out.overflow += scopes.overflow;
+                for (j, ss) in scopes.kept.into_iter().enumerate() {
+                    let path = format!("traces.resourceSpans[{i}].scopeSpans[{j}]");
+                    if let Some(ss) = scope(ss, &path, budget, &mut out, rejected) {
+                        scope_spans.push(ss);
+                    }
+                }
+            }
+        }
+        if !scope_spans.is_empty() {
+            out.resource_spans.push(ResourceSpans {
+                resource,
+                scope_spans,
+                schema_url: rs.schema_url.unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+fn scope(
+    raw: &RawValue,
+    path: &str,
+    budget: usize,
+    out: &mut Decoded,
+    rejected: &mut Vec<Rejected>,
+) -> Option<ScopeSpans> {
+    let ss = match object::<ScopeSpansRaw>(raw) {
+        Ok(ss) => ss,
+        Err(e) => {
+            reject(rejected, "invalid_traces", format!("{path}: {e}"));
+            return None;
+        }
+    };
+    let list = match ss.spans.map(|s| items(s, budget.saturating_sub(out.spans))) {
+        None => return None,
+        Some(Ok(list)) => list,
+        Some(Err(e)) => {
+            reject(rejected, "invalid_traces", format!("{path}.spans: {e}"));
+            return None;
+        }
+    };
+    out.overflow += list.overflow;
+    let mut spans = Vec::with_capacity(list.kept.len());
+    for (k, raw) in list.kept.into_iter().enumerate() {
+        match object::<Span>(raw) {
+            Ok(span) if valid_ids(&span) => spans.push(span),
+            Ok(_) => reject(
+                rejected,
+                "invalid_span",
+                format!("{path}.spans[{k}]: trace or span id is not valid hex of the right length"),
+            ),
+            Err(e) => reject(rejected, "invalid_span", format!("{path}.spans[{k}]: {e}")),
+        }
+    }
+    out.spans += spans.len();
+    if spans.is_empty() {
+        return None;
+    }
+    Some(ScopeSpans {
+        scope: ss
+            .scope
+            .and_then(|s| object::<InstrumentationScope>(s).ok()),
+        spans,
+        schema_url: ss.schema_url.unwrap_or_default(),
+    })
+}
+
+/// 16-byte non-zero trace id, 8-byte non-zero span id, parent empty or 8 bytes.
+fn valid_ids(span: &Span) -> bool {
+    span.trace_id.len() == 16
+        && span.trace_id.iter().any(|b| *b != 0)
+        && span.span_id.len() == 8
+        && span.span_id.iter().any(|b| *b != 0)
+        && (span.parent_span_id.is_empty() || span.parent_span_id.len() == 8)
+}
+
+fn reject(rejected: &mut Vec<Rejected>, reason: &'static str, detail: String) {
+    rejected.push(Rejected { reason, detail });
+}
+
+/// Enriches the spans from the batch context (see the module docs). `authoritative_name`: the
+/// app is configured, so its name replaces whatever `service.name` the client sent.
+pub(super) fn enrich(
+    resource_spans: &mut [ResourceSpans],
+    ctx: &PageContext,
+    authoritative_name: bool,
+) {
+    for rs in resource_spans {
+        let resource = rs.resource.get_or_insert_with(Resource::default);
+        if authoritative_name {
+            resource.attributes.retain(|kv| kv.key != "service.name");
+        }
+        enrich_resource(resource, ctx);
+        for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
+            normalize_span(span);
+            add_missing(span, ATTR_SESSION_ID, ctx.session_id.as_deref());
+            add_missing(span, ATTR_PAGE_VIEW_ID, ctx.page_view_id.as_deref());
+        }
+    }
+}
+
+fn add_missing(span: &mut Span, key: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        if !has_key(&span.attributes, key) {
+            span.attributes
+                .push(kv(key, Value::StringValue(value.to_owned())));
+        }
+    }
+}
+
+/// The CLIENT spans as HTTP calls, for the `http.client.request.duration` histogram (after
+/// [`enrich`], so the attribute names are the stable ones). Times are Unix epoch ms, the Faro
+/// batch's time axis.
+pub(super) fn http_calls(resource_spans: &[ResourceSpans]) -> Vec<HttpCall> {
+    resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .filter(|s| s.kind == SpanKind::Client as i32)
+        .filter_map(http_call)
+        .collect()
+}
+
+fn http_call(span: &Span) -> Option<HttpCall> {
+    let text = |key| match find(&span.attributes, key) {
+        Some(Value::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let method = text("http.request.method")?;
+    let status = match find(&span.attributes, "http.response.status_code") {
+        Some(Value::IntValue(code)) => u16::try_from(*code).ok(),
+        Some(Value::StringValue(code)) => code.parse().ok(),
+        _ => None,
+    };
+    let end = span.end_time_unix_nano.max(span.start_time_unix_nano);
+    Some(HttpCall {
+        method,
+        url: text("url.full").unwrap_or_default(),
+        status,
+        start: span.start_time_unix_nano as f64 / 1e6,
+        duration: (end - span.start_time_unix_nano) as f64 / 1e6,
+        span: Some(SpanRef {
+            trace_id: span.trace_id.as_slice().try_into().ok()?,
+            span_id: span.span_id.as_slice().try_into().ok()?,
+        }),
+        error_type: text("error.type"),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::trace_context::hex;
+    use crate::model::{AppInfo, BrowserInfo};
+
+    fn decode_str(json: &str, budget: usize) -> (Decoded, Vec<Rejected>) {
+        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+        let mut rejected = Vec::new();
+        (decode(&raw, budget, &mut rejected), rejected)
+    }
+
+    const SPAN: &str = r#"{"traceId": "53bec1249f39358c9a2ff01d99e6d9cb",
+        "spanId": "661914a080cc7e33", "name": "HTTP POST", "kind": 3,
+        "startTimeUnixNano": 1795839356825000000, "endTimeUnixNano": "1795839356924000000",
+        "attributes": [{"key": "http.method", "value": {"stringValue": "POST"}},
+                       {"key": "http.url", "value": {"stringValue": "http://127.0.0.1:18787/api/cart"}},
+                       {"key": "http.status_code", "value": {"intValue": "200"}}]}"#;
+
+    #[test]
+    fn legacy_keys_and_numeric_times_are_accepted() {
+        let json = format!(
+            r#"{{"resourceSpans": [{{"resource": {{"attributes": [
+                  {{"key": "service.name", "value": {{"stringValue": "from-sdk"}}}}]}},
+                "instrumentationLibrarySpans": [{{
+                  "instrumentationLibrary": {{"name": "@opentelemetry/instrumentation-fetch"}},
+                  "spans": [{SPAN}]}}]}}]}}"#
+        );
+        let (d, rejected) = decode_str(&json, 100);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(d.spans, 1);
+        let ss = &d.resource_spans[0].scope_spans[0];
+        assert_eq!(
+            ss.scope.as_ref().unwrap().name,
+            "@opentelemetry/instrumentation-fetch"
+        );
+        let span = &ss.spans[0];
+        assert_eq!(hex(&span.trace_id), "53bec1249f39358c9a2ff01d99e6d9cb");
+        assert_eq!(hex(&span.span_id), "661914a080cc7e33");
+        assert_eq!(span.start_time_unix_nano, 1_795_839_356_825_000_000);
+        assert_eq!(span.end_time_unix_nano, 1_795_839_356_924_000_000);
+    }
+
+    #[test]
+    fn one_bad_span_costs_only_itself() {
+        let json = format!(
+            r#"{{"resourceSpans": [{{"scopeSpans": [{{"spans": [
+                {SPAN},
+                {{"traceId": "zz", "spanId": "661914a080cc7e33"}},
+                {{"traceId": "53bec1249f39358c9a2ff01d99e6d9cb", "spanId": "0000000000000000"}},
+                {{"traceId": "53bec1249f39358c9a2ff01d99e6d9cb", "spanId": "661914a080cc7e34", "kind": "CLIENT"}},
+                7
+            ]}}, {{"spans": "nope"}}]}}, 5]}}"#
+        );
+        let (d, rejected) = decode_str(&json, 100);
+        assert_eq!(d.spans, 1);
+        let reasons: Vec<_> = rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "invalid_span",
+                "invalid_span",
+                "invalid_span",
+                "invalid_span",
+                "invalid_traces",
+                "invalid_traces"
+            ],
+            "{rejected:?}"
+        );
+    }
+
+    #[test]
+    fn span_budget_is_enforced() {
+        let spans = [SPAN; 5].join(",");
+        let json = format!(
+            r#"{{"resourceSpans": [{{"scopeSpans": [{{"spans": [{spans}]}}, {{"spans": [{spans}]}}]}}]}}"#
+        );
+        let (d, _) = decode_str(&json, 3);
+        assert_eq!((d.spans, d.overflow), (3, 7));
+    }
+
+    #[test]
+    fn enrichment_and_http_calls() {
+        let json = format!(
+            r#"{{"resourceSpans": [{{"resource": {{"attributes": [
+                  {{"key": "service.name", "value": {{"stringValue": "from-sdk"}}}}]}},
+                "scopeSpans": [{{"spans": [{SPAN}]}}]}}]}}"#
+        );
+        let ctx = PageContext {
+            app: AppInfo {
+                name: "shop-web".into(),
+                version: Some("1.0.0".into()),
+                environment: Some("capture".into()),
+                key: None,
+            },
+            session_id: Some("sTWv8ksKJV".into()),
+            browser: BrowserInfo {
+                language: Some("en-US".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for (authoritative, name) in [(false, "from-sdk"), (true, "shop-web")] {
+            let (mut d, _) = decode_str(&json, 10);
+            enrich(&mut d.resource_spans, &ctx, authoritative);
+            let res = d.resource_spans[0].resource.as_ref().unwrap();
+            let s = |v: &str| Some(Value::StringValue(v.into()));
+            assert_eq!(find(&res.attributes, "service.name").cloned(), s(name));
+            assert_eq!(
+                find(&res.attributes, "deployment.environment.name").cloned(),
+                s("capture")
+            );
+            assert_eq!(
+                find(&res.attributes, "browser.language").cloned(),
+                s("en-US")
+            );
+            let span = &d.resource_spans[0].scope_spans[0].spans[0];
+            assert_eq!(span.name, "POST");
+            assert_eq!(
+                find(&span.attributes, "session.id").cloned(),
+                s("sTWv8ksKJV")
+            );
+            assert_eq!(
+                find(&span.attributes, "http.request.method").cloned(),
+                s("POST")
+            );
+
+            let calls = http_calls(&d.resource_spans);
+            assert_eq!(calls.len(), 1);
+            let c = &calls[0];
+            assert_eq!((c.method.as_str(), c.status), ("POST", Some(200)));
+            assert_eq!(c.url, "http://127.0.0.1:18787/api/cart");
+            assert_eq!(c.start, 1_795_839_356_825.0);
+            assert_eq!(c.duration, 99.0);
+            assert_eq!(hex(&c.span.unwrap().span_id), "661914a080cc7e33");
+        }
+    }
+}
