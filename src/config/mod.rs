@@ -11,9 +11,11 @@
 //! `config/rum-bridge.toml` documents every key.
 
 pub mod env;
+pub mod privacy;
 mod validate;
 
 pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
+pub use privacy::PrivacyConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ pub struct Config {
     pub correlation: CorrelationConfig,
     pub metrics: MetricsConfig,
     pub telemetry: TelemetryConfig,
+    pub privacy: PrivacyConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -799,6 +802,7 @@ mod tests {
         assert_eq!(show(&example.correlation), show(&defaults.correlation));
         assert_eq!(show(&example.metrics), show(&defaults.metrics));
         assert_eq!(show(&example.telemetry), show(&defaults.telemetry));
+        assert_eq!(show(&example.privacy), show(&defaults.privacy));
         let mut exporter = example.exporters[0].clone();
         exporter.endpoint = None;
         let mut default_exporter = ExporterConfig::new("collector", Protocol::Grpc);
@@ -817,6 +821,10 @@ mod tests {
         c.telemetry.service_name = Some("s".into());
         c.telemetry.self_traces_endpoint = Some("http://x:4317".into());
         c.resource_attributes.insert("free.form".into(), "v".into());
+        c.privacy.url.path_rules.push(privacy::PathRule {
+            pattern: "^x$".into(),
+            replacement: "{x}".into(),
+        });
         c.apps.push(AppConfig {
             name: "a".into(),
             key: "k".into(),

@@ -16,6 +16,7 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     limits(config, &mut p);
     metrics(config, &mut p);
     telemetry(config, &mut p);
+    p.0.extend(config.privacy.problems());
     for key in config.resource_attributes.keys() {
         if key.trim().is_empty() {
             p.add("resource_attributes", "keys must not be empty");

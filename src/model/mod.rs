@@ -57,6 +57,8 @@ pub struct PageContext {
     pub session_id: Option<String>,
     pub page_view_id: Option<String>,
     pub page_url: Option<String>,
+    /// `url.template` of the page (ids folded), set by `process` when it scrubs `page_url`.
+    pub page_url_template: Option<String>,
     pub referrer: Option<String>,
     pub user_agent: Option<String>,
     pub browser: BrowserInfo,
@@ -329,6 +331,8 @@ pub struct Interaction {
 pub struct HttpCall {
     pub method: String,
     pub url: String,
+    /// `url.template` (ids folded), set by `process` when it scrubs `url`.
+    pub url_template: Option<String>,
     /// Absent or 0: no response (network error, abort).
     pub status: Option<u16>,
     pub start: f64,

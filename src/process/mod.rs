@@ -15,3 +15,4 @@
 //! cheap and must never panic on hostile input.
 
 pub mod skew;
+pub mod url;
