@@ -34,6 +34,12 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+/// A privacy rule (`email`, `card`, … or a configured pattern's name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Rule {
+    pub rule: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExporterSignal {
     pub exporter: String,
@@ -74,6 +80,8 @@ pub struct Metrics {
     pub queue_depth: Family<Exporter, Gauge>,
     /// Time of one export request, seconds.
     pub export_latency: Family<ExporterSignal, Histogram>,
+    /// Values redacted by the privacy rules, by rule.
+    pub privacy_redactions: Family<Rule, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +147,12 @@ impl Metrics {
             "Duration of one export request",
             export_latency.clone(),
         );
+        let privacy_redactions = Family::<Rule, Counter>::default();
+        registry.register(
+            "privacy_redactions",
+            "Values redacted by the privacy rules, by rule",
+            privacy_redactions.clone(),
+        );
         Self {
             registry,
             requests,
@@ -149,6 +163,7 @@ impl Metrics {
             export_retries,
             queue_depth,
             export_latency,
+            privacy_redactions,
         }
     }
 

@@ -14,5 +14,6 @@
 //! Rules are data from the configuration, compiled once at start-up; applying them must be
 //! cheap and must never panic on hostile input.
 
+pub mod pii;
 pub mod skew;
 pub mod url;
