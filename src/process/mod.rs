@@ -5,15 +5,735 @@
 //!
 //! - **clock skew** ([`skew`]): browser clocks are often wrong; times are moved onto the
 //!   bridge's clock when the difference is large, and the shift is recorded.
-//! - **privacy** (to come): URL scrubbing and templating, PII redaction in messages, stack traces
-//!   and attributes, user-id hashing, consent and `Sec-GPC` handling.
+//! - **privacy** ([`Processor`]): URL scrubbing and templating ([`url`]), PII redaction in
+//!   messages, stack traces and attributes and user-id hashing ([`pii`]).
 //! - **enrichment** (to come): user-agent parsing, geo lookup, source-map symbolication.
 //! - **sampling** (to come): per session, deterministic on the session id, so kept sessions
 //!   are whole; errors and poor vitals may be kept regardless.
 //!
-//! Rules are data from the configuration, compiled once at start-up; applying them must be
-//! cheap and must never panic on hostile input.
+//! Rules are data from the configuration, compiled once at start-up ([`Processor::new`]);
+//! applying them must be cheap and must never panic on hostile input.
+//!
+//! What the privacy rules touch:
+//!
+//! | where | what |
+//! | --- | --- |
+//! | URLs: page, referrer, navigation, resources, HTTP calls | [`url::UrlRules::scrub`], then PII rules on the query; the page's and each call's `url.template` are kept in the model |
+//! | free text: error messages and stacks, log messages, CSS selectors (interaction and vital targets) | PII rules |
+//! | string attributes (also inside arrays and maps) | URL keys (`url.full`, `http.url`, `*url`, …) scrubbed as URLs, `url.query` as a query, `url.fragment` removed, user-id keys hashed, `user_agent.original` untouched, everything else PII rules |
+//! | the user id | hashed, kept or dropped (`privacy.user_id`) |
+//! | OTLP passthrough | resource, span, span-event, link and log attributes as above, span names and log bodies by PII rules; `url.template` added next to a `url.full` that has none |
 
 pub mod pii;
 pub mod skew;
 pub mod url;
+
+use std::borrow::Cow;
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use crate::admin::Metrics;
+use crate::config::privacy::UserIdMode;
+use crate::config::Config;
+use crate::model::{AttrValue, Attributes, RumBatch, RumEvent};
+
+use pii::{PiiRules, UserIds};
+use url::UrlRules;
+
+/// Why the processing rules could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// A custom pattern does not compile (config validation reports it first, with its key).
+    #[error("invalid privacy rule: {0}")]
+    Rule(#[from] regex::Error),
+}
+
+/// The compiled processing rules, shared by every request.
+#[derive(Debug)]
+pub struct Processor {
+    url: UrlRules,
+    pii: PiiRules,
+    user_ids: UserIds,
+}
+
+/// Attribute keys holding a user id.
+const USER_ID_KEYS: [&str; 2] = ["user.id", "enduser.id"];
+/// Attribute keys left as they are: user agents are not personal data but look like IPs
+/// (`Chrome/120.0.0.0`).
+const UNTOUCHED_KEYS: [&str; 3] = ["user_agent.original", "http.user_agent", "url.template"];
+/// Attribute keys holding a whole (possibly relative) URL.
+const URL_KEYS: [&str; 6] = [
+    "url.full",
+    "http.url",
+    "http.target",
+    "url.path",
+    "url.original",
+    "referrer",
+];
+
+/// What kind of value an attribute key holds, for scrubbing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyClass {
+    Untouched,
+    UserId,
+    Url,
+    Query,
+    Fragment,
+    Text,
+}
+
+impl KeyClass {
+    fn of(key: &str) -> Self {
+        if UNTOUCHED_KEYS.contains(&key) {
+            KeyClass::Untouched
+        } else if USER_ID_KEYS.contains(&key) {
+            KeyClass::UserId
+        } else if key == "url.query" {
+            KeyClass::Query
+        } else if key == "url.fragment" {
+            KeyClass::Fragment
+        } else if URL_KEYS.contains(&key)
+            || key.ends_with("url")
+            || key.ends_with("Url")
+            || key.ends_with("URL")
+            || key.ends_with(".url.full")
+            || key.ends_with(".href")
+        {
+            KeyClass::Url
+        } else {
+            KeyClass::Text
+        }
+    }
+}
+
+impl Processor {
+    /// Compiles the `[privacy]` rules; redactions are counted in `metrics`.
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Self, ProcessError> {
+        let privacy = &config.privacy;
+        if privacy.user_id == UserIdMode::Hash && privacy.user_id_key.is_none() {
+            tracing::warn!(
+                "privacy.user_id_key and RUM_BRIDGE_USER_ID_KEY are unset: user ids are hashed \
+                 with a random key, so hashes change on restart and differ between replicas"
+            );
+        }
+        Ok(Self {
+            url: UrlRules::new(&privacy.url)?,
+            pii: PiiRules::new(&privacy.pii, metrics)?,
+            user_ids: UserIds::new(privacy.user_id, privacy.user_id_key.as_deref()),
+        })
+    }
+
+    /// Applies the privacy rules to every URL and text field of a batch (module docs), and
+    /// records the `url.template` of the page and of each HTTP call.
+    pub fn process_batch(&self, batch: &mut RumBatch) {
+        let ctx = &mut batch.context;
+        if let Some(page_url) = &mut ctx.page_url {
+            ctx.page_url_template = Some(self.scrub_url(page_url));
+        }
+        if let Some(referrer) = &mut ctx.referrer {
+            self.scrub_url_full(referrer);
+        }
+        self.user_ids.apply(&mut ctx.user_id);
+        self.scrub_attributes(&mut ctx.attributes);
+        for event in &mut batch.events {
+            match event {
+                RumEvent::PageLoad(page_load) => {
+                    if let Some(url) = &mut page_load.navigation.url {
+                        self.scrub_url_full(url);
+                    }
+                    for resource in &mut page_load.resources {
+                        self.scrub_url_full(&mut resource.url);
+                    }
+                }
+                RumEvent::Vital(vital) => {
+                    self.redact_opt(&mut vital.target);
+                    self.scrub_attributes(&mut vital.attribution);
+                }
+                RumEvent::Interaction(interaction) => {
+                    self.redact_opt(&mut interaction.target);
+                    self.scrub_attributes(&mut interaction.attributes);
+                }
+                RumEvent::HttpCall(call) => {
+                    call.url_template = Some(self.scrub_url(&mut call.url));
+                    self.scrub_attributes(&mut call.attributes);
+                }
+                RumEvent::Error(error) => {
+                    self.redact_opt(&mut error.message);
+                    self.redact_opt(&mut error.stack);
+                    self.scrub_attributes(&mut error.attributes);
+                }
+                RumEvent::Log(log) => {
+                    self.pii.redact_string(&mut log.message);
+                    self.scrub_attributes(&mut log.attributes);
+                }
+                RumEvent::Custom(custom) => self.scrub_attributes(&mut custom.attributes),
+            }
+        }
+    }
+
+    /// Applies the privacy rules to OTLP spans from browser SDKs: resource, span, event and
+    /// link attributes, and span names.
+    pub fn process_otlp_spans(&self, resource_spans: &mut [ResourceSpans]) {
+        for rs in resource_spans {
+            self.scrub_resource(&mut rs.resource);
+            for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
+                self.pii.redact_string(&mut span.name);
+                self.scrub_key_values(&mut span.attributes);
+                self.add_url_template(&mut span.attributes);
+                for event in &mut span.events {
+                    self.scrub_key_values(&mut event.attributes);
+                }
+                for link in &mut span.links {
+                    self.scrub_key_values(&mut link.attributes);
+                }
+            }
+        }
+    }
+
+    /// Applies the privacy rules to OTLP log records from browser SDKs: resource and record
+    /// attributes, and bodies.
+    pub fn process_otlp_logs(&self, resource_logs: &mut [ResourceLogs]) {
+        for rl in resource_logs {
+            self.scrub_resource(&mut rl.resource);
+            for record in rl.scope_logs.iter_mut().flat_map(|sl| &mut sl.log_records) {
+                if let Some(body) = &mut record.body {
+                    self.scrub_any_value(KeyClass::Text, body);
+                }
+                self.scrub_key_values(&mut record.attributes);
+            }
+        }
+    }
+
+    /// Scrubs a URL in place and returns its template; the PII rules then run on the query,
+    /// whose allow-listed values may still hold e-mail addresses (`utm_content=…`).
+    fn scrub_url(&self, url: &mut String) -> String {
+        let scrubbed = self.url.scrub(url);
+        *url = scrubbed.full;
+        self.redact_query(url);
+        scrubbed.template
+    }
+
+    fn scrub_url_full(&self, url: &mut String) {
+        *url = self.url.scrub_full(url);
+        self.redact_query(url);
+    }
+
+    fn redact_query(&self, url: &mut String) {
+        let Some(start) = url.find('?') else { return };
+        if let Cow::Owned(query) = self.pii.redact(&url[start..]) {
+            url.truncate(start);
+            url.push_str(&query);
+        }
+    }
+
+    fn redact_opt(&self, text: &mut Option<String>) {
+        if let Some(text) = text {
+            self.pii.redact_string(text);
+        }
+    }
+
+    fn scrub_attributes(&self, attributes: &mut Attributes) {
+        attributes.retain_mut(|(key, value)| match value {
+            AttrValue::Str(text) => self.scrub_text(KeyClass::of(key), text),
+            _ => KeyClass::of(key) != KeyClass::Fragment,
+        });
+    }
+
+    /// Scrubs one string value by the class of its key; `false` when the value must go
+    /// (a fragment, or a user id under `privacy.user_id = "drop"`).
+    fn scrub_text(&self, class: KeyClass, text: &mut String) -> bool {
+        match class {
+            KeyClass::Untouched => {}
+            KeyClass::Fragment => return false,
+            KeyClass::UserId => {
+                let mut id = Some(std::mem::take(text));
+                self.user_ids.apply(&mut id);
+                match id {
+                    Some(id) => *text = id,
+                    None => return false,
+                }
+            }
+            KeyClass::Url => self.scrub_url_full(text),
+            KeyClass::Query => {
+                let mut query = format!("?{text}");
+                self.scrub_url_full(&mut query);
+                text.clear();
+                text.push_str(query.strip_prefix('?').unwrap_or_default());
+            }
+            KeyClass::Text => self.pii.redact_string(text),
+        }
+        true
+    }
+
+    fn scrub_resource(&self, resource: &mut Option<Resource>) {
+        if let Some(resource) = resource {
+            self.scrub_key_values(&mut resource.attributes);
+        }
+    }
+
+    fn scrub_key_values(&self, attributes: &mut Vec<KeyValue>) {
+        attributes.retain_mut(|kv| {
+            let class = KeyClass::of(&kv.key);
+            match &mut kv.value {
+                Some(value) => self.scrub_any_value(class, value),
+                None => class != KeyClass::Fragment,
+            }
+        });
+    }
+
+    /// Scrubs a value (arrays and maps included); `false` when it must go (see
+    /// [`scrub_text`](Self::scrub_text)).
+    fn scrub_any_value(&self, class: KeyClass, value: &mut AnyValue) -> bool {
+        match &mut value.value {
+            Some(Value::StringValue(text)) => return self.scrub_text(class, text),
+            Some(Value::ArrayValue(array)) => {
+                array.values.retain_mut(|v| self.scrub_any_value(class, v));
+            }
+            Some(Value::KvlistValue(list)) => self.scrub_key_values(&mut list.values),
+            _ => {}
+        }
+        class != KeyClass::Fragment
+    }
+
+    /// Adds `url.template` next to a `url.full` (already scrubbed) when the span has none.
+    fn add_url_template(&self, attributes: &mut Vec<KeyValue>) {
+        if attributes.iter().any(|kv| kv.key == "url.template") {
+            return;
+        }
+        let full = attributes.iter().find_map(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::StringValue(url)),
+            }) if kv.key == "url.full" => Some(url),
+            _ => None,
+        });
+        if let Some(url) = full {
+            let template = self.url.template(url);
+            attributes.push(KeyValue {
+                key: "url.template".to_owned(),
+                value: Some(AnyValue {
+                    value: Some(Value::StringValue(template)),
+                }),
+                ..Default::default()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        CustomEvent, ErrorEvent, HttpCall, Interaction, LogEvent, NavigationTiming, PageContext,
+        PageLoad, Rating, ResourceTiming, VitalName, WebVital,
+    };
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+
+    const EMAIL: &str = "alice@example.com";
+    const CARD: &str = "4111 1111 1111 1111";
+    const KEY: &str = "0123456789abcdef0123";
+
+    fn processor_with(config: &Config) -> (Processor, Metrics) {
+        let metrics = Metrics::new();
+        (Processor::new(config, &metrics).unwrap(), metrics)
+    }
+
+    fn processor() -> Processor {
+        let mut config = Config::default();
+        config.privacy.user_id_key = Some(KEY.into());
+        processor_with(&config).0
+    }
+
+    fn s(text: &str) -> AttrValue {
+        AttrValue::Str(text.into())
+    }
+
+    fn batch() -> RumBatch {
+        RumBatch {
+            context: PageContext {
+                page_url: Some(format!(
+                    "https://alice:pw@shop.example.com/users/{EMAIL}/orders/12345?token=abc#x"
+                )),
+                referrer: Some("https://mail.example.com/inbox/98765?u=bob".into()),
+                user_id: Some("user-42".into()),
+                user_agent: Some("Mozilla/5.0 Chrome/120.0.0.0".into()),
+                attributes: vec![
+                    ("app.note".into(), s(&format!("owner {EMAIL}"))),
+                    ("user_agent.original".into(), s("Chrome/120.0.0.0")),
+                ],
+                ..Default::default()
+            },
+            events: vec![
+                RumEvent::PageLoad(PageLoad {
+                    navigation: NavigationTiming {
+                        url: Some("https://shop.example.com/reset/a8Fk29xQ7mP3zL0w".into()),
+                        ..Default::default()
+                    },
+                    resources: vec![ResourceTiming {
+                        url: "https://cdn.example.com/img/42.png?sig=zzz".into(),
+                        ..Default::default()
+                    }],
+                }),
+                RumEvent::Vital(WebVital {
+                    name: VitalName::Lcp,
+                    value: 1.0,
+                    delta: 1.0,
+                    id: "v1".into(),
+                    rating: Rating::Good,
+                    navigation_type: None,
+                    time: None,
+                    target: Some(format!("a[href=\"mailto:{EMAIL}\"]")),
+                    attribution: vec![("url".into(), s("https://x.test/p/777?q=1"))],
+                }),
+                RumEvent::Interaction(Interaction {
+                    target: Some(format!("#user-{EMAIL}")),
+                    attributes: vec![("note".into(), s("ip 203.0.113.9"))],
+                    ..Default::default()
+                }),
+                RumEvent::HttpCall(HttpCall {
+                    method: "GET".into(),
+                    url: "https://api.example.com/users/12345/cards?utm_content=bob%40example.com&x=1"
+                        .into(),
+                    attributes: vec![
+                        ("http.url".into(), s("https://api.example.com/a/99?k=v")),
+                        ("url.query".into(), s("k=v&utm_source=news")),
+                        ("url.fragment".into(), s("secret")),
+                    ],
+                    ..Default::default()
+                }),
+                RumEvent::Error(ErrorEvent {
+                    message: Some(format!("charge failed for {CARD}")),
+                    stack: Some(format!("Error: {EMAIL}\n at pay (https://shop.example.com/app.js:1:2)")),
+                    attributes: vec![("enduser.id".into(), s("bob"))],
+                    ..Default::default()
+                }),
+                RumEvent::Log(LogEvent {
+                    message: "Authorization: Bearer abc.DEF-123".into(),
+                    ..Default::default()
+                }),
+                RumEvent::Custom(CustomEvent {
+                    name: "checkout".into(),
+                    attributes: vec![
+                        ("amount".into(), AttrValue::Int(10)),
+                        ("email".into(), s(EMAIL)),
+                    ],
+                    ..Default::default()
+                }),
+            ],
+            rejected: vec![],
+        }
+    }
+
+    #[test]
+    fn every_url_and_text_field_of_a_batch_is_scrubbed() {
+        let p = processor();
+        let mut b = batch();
+        p.process_batch(&mut b);
+        let ctx = &b.context;
+        assert_eq!(
+            ctx.page_url.as_deref(),
+            Some(
+                "https://REDACTED:REDACTED@shop.example.com/users/{id}/orders/{id}?token=REDACTED"
+            )
+        );
+        assert_eq!(
+            ctx.page_url_template.as_deref(),
+            Some("/users/{id}/orders/{id}")
+        );
+        assert_eq!(
+            ctx.referrer.as_deref(),
+            Some("https://mail.example.com/inbox/{id}?u=REDACTED")
+        );
+        assert_eq!(
+            ctx.user_id.as_deref(),
+            Some(
+                UserIds::new(UserIdMode::Hash, Some(KEY))
+                    .hash("user-42")
+                    .as_str()
+            )
+        );
+        assert_eq!(
+            ctx.user_agent.as_deref(),
+            Some("Mozilla/5.0 Chrome/120.0.0.0")
+        );
+        assert_eq!(ctx.attributes[0].1, s("owner [email]"));
+        assert_eq!(ctx.attributes[1].1, s("Chrome/120.0.0.0"));
+
+        let RumEvent::PageLoad(pl) = &b.events[0] else {
+            panic!()
+        };
+        assert_eq!(
+            pl.navigation.url.as_deref(),
+            Some("https://shop.example.com/reset/{id}")
+        );
+        assert_eq!(
+            pl.resources[0].url,
+            "https://cdn.example.com/img/42.png?sig=REDACTED"
+        );
+        let RumEvent::Vital(v) = &b.events[1] else {
+            panic!()
+        };
+        assert_eq!(v.target.as_deref(), Some("a[href=\"mailto:[email]\"]"));
+        assert_eq!(v.attribution[0].1, s("https://x.test/p/{id}?q=REDACTED"));
+        let RumEvent::Interaction(i) = &b.events[2] else {
+            panic!()
+        };
+        assert_eq!(i.target.as_deref(), Some("#[email]"));
+        assert_eq!(i.attributes[0].1, s("ip [ip]"));
+        let RumEvent::HttpCall(c) = &b.events[3] else {
+            panic!()
+        };
+        assert_eq!(
+            c.url,
+            "https://api.example.com/users/{id}/cards?utm_content=[email]&x=REDACTED"
+        );
+        assert_eq!(c.url_template.as_deref(), Some("/users/{id}/cards"));
+        assert_eq!(
+            c.attributes,
+            vec![
+                (
+                    "http.url".into(),
+                    s("https://api.example.com/a/{id}?k=REDACTED")
+                ),
+                ("url.query".into(), s("k=REDACTED&utm_source=news")),
+            ]
+        );
+        let RumEvent::Error(e) = &b.events[4] else {
+            panic!()
+        };
+        assert_eq!(e.message.as_deref(), Some("charge failed for [card]"));
+        assert_eq!(
+            e.stack.as_deref(),
+            Some("Error: [email]\n at pay (https://shop.example.com/app.js:1:2)")
+        );
+        assert_eq!(e.attributes[0].1, s(&p.user_ids.hash("bob")));
+        let RumEvent::Log(l) = &b.events[5] else {
+            panic!()
+        };
+        assert_eq!(l.message, "Authorization: Bearer [token]");
+        let RumEvent::Custom(c) = &b.events[6] else {
+            panic!()
+        };
+        assert_eq!(
+            c.attributes,
+            vec![
+                ("amount".into(), AttrValue::Int(10)),
+                ("email".into(), s("[email]"))
+            ]
+        );
+    }
+
+    #[test]
+    fn processing_twice_changes_nothing_more() {
+        let mut config = Config::default();
+        config.privacy.user_id = UserIdMode::Plain;
+        let (p, _) = processor_with(&config);
+        let mut b = batch();
+        p.process_batch(&mut b);
+        let once = format!("{b:?}");
+        p.process_batch(&mut b);
+        assert_eq!(format!("{b:?}"), once);
+    }
+
+    #[test]
+    fn user_ids_can_be_dropped_or_kept() {
+        let mut config = Config::default();
+        config.privacy.user_id = UserIdMode::Drop;
+        let (p, _) = processor_with(&config);
+        let mut b = batch();
+        p.process_batch(&mut b);
+        assert_eq!(b.context.user_id, None);
+        let RumEvent::Error(e) = &b.events[4] else {
+            panic!()
+        };
+        assert!(e.attributes.is_empty());
+
+        config.privacy.user_id = UserIdMode::Plain;
+        let (p, _) = processor_with(&config);
+        let mut b = batch();
+        p.process_batch(&mut b);
+        assert_eq!(b.context.user_id.as_deref(), Some("user-42"));
+    }
+
+    #[test]
+    fn redactions_are_counted() {
+        let (p, metrics) = processor_with(&Config::default());
+        let mut b = batch();
+        p.process_batch(&mut b);
+        let text = metrics.encode();
+        assert!(
+            text.contains("rum_bridge_privacy_redactions_total{rule=\"email\"} 6"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rum_bridge_privacy_redactions_total{rule=\"card\"} 1"),
+            "{text}"
+        );
+    }
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn sv(text: &str) -> Value {
+        Value::StringValue(text.into())
+    }
+
+    fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    }
+
+    #[test]
+    fn otlp_spans_are_scrubbed() {
+        let p = processor();
+        let mut spans = vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("user_agent.original", sv("Chrome/120.0.0.0")),
+                    kv("app.owner", sv(EMAIL)),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    name: format!("lookup {EMAIL}"),
+                    attributes: vec![
+                        kv(
+                            "url.full",
+                            sv("https://api.example.com/users/12345?email=x#f"),
+                        ),
+                        kv("user.id", sv("u1")),
+                        kv("url.fragment", sv("f")),
+                        kv(
+                            "list",
+                            Value::ArrayValue(ArrayValue {
+                                values: vec![AnyValue {
+                                    value: Some(sv(CARD)),
+                                }],
+                            }),
+                        ),
+                        kv(
+                            "map",
+                            Value::KvlistValue(KeyValueList {
+                                values: vec![kv("page.url", sv("/p/1?a=b"))],
+                            }),
+                        ),
+                    ],
+                    events: vec![Event {
+                        name: "exception".into(),
+                        attributes: vec![
+                            kv("exception.message", sv(&format!("no user {EMAIL}"))),
+                            kv(
+                                "exception.stacktrace",
+                                sv("at f (https://10.0.0.1/a.js:1:1)"),
+                            ),
+                        ],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        p.process_otlp_spans(&mut spans);
+        let rs = &spans[0];
+        let res = &rs.resource.as_ref().unwrap().attributes;
+        assert_eq!(
+            find(res, "user_agent.original"),
+            Some(&sv("Chrome/120.0.0.0"))
+        );
+        assert_eq!(find(res, "app.owner"), Some(&sv("[email]")));
+        let span = &rs.scope_spans[0].spans[0];
+        assert_eq!(span.name, "lookup [email]");
+        let a = &span.attributes;
+        assert_eq!(
+            find(a, "url.full"),
+            Some(&sv("https://api.example.com/users/{id}?email=REDACTED"))
+        );
+        assert_eq!(find(a, "url.template"), Some(&sv("/users/{id}")));
+        assert_eq!(find(a, "user.id"), Some(&sv(&p.user_ids.hash("u1"))));
+        assert_eq!(find(a, "url.fragment"), None);
+        assert!(format!("{:?}", find(a, "list")).contains("[card]"));
+        assert!(format!("{:?}", find(a, "map")).contains("/p/{id}?a=REDACTED"));
+        let ev = &span.events[0].attributes;
+        assert_eq!(find(ev, "exception.message"), Some(&sv("no user [email]")));
+        assert_eq!(
+            find(ev, "exception.stacktrace"),
+            Some(&sv("at f (https://[ip]/a.js:1:1)"))
+        );
+    }
+
+    #[test]
+    fn otlp_log_bodies_and_attributes_are_scrubbed() {
+        let p = processor();
+        let mut logs = vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    LogRecord {
+                        body: Some(AnyValue {
+                            value: Some(sv(&format!("signup {EMAIL}"))),
+                        }),
+                        attributes: vec![kv("http.url", sv("/a?b=c"))],
+                        ..Default::default()
+                    },
+                    LogRecord {
+                        body: Some(AnyValue {
+                            value: Some(Value::KvlistValue(KeyValueList {
+                                values: vec![kv("message", sv(CARD))],
+                            })),
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        p.process_otlp_logs(&mut logs);
+        let records = &logs[0].scope_logs[0].log_records;
+        assert_eq!(
+            records[0].body.as_ref().unwrap().value,
+            Some(sv("signup [email]"))
+        );
+        assert_eq!(
+            find(&records[0].attributes, "http.url"),
+            Some(&sv("/a?b=REDACTED"))
+        );
+        assert!(format!("{:?}", records[1].body).contains("[card]"));
+        assert!(logs[0].resource.is_none());
+    }
+
+    #[test]
+    fn key_classes() {
+        for (key, class) in [
+            ("url.full", KeyClass::Url),
+            ("http.url", KeyClass::Url),
+            ("browser.document.url.full", KeyClass::Url),
+            ("pageUrl", KeyClass::Url),
+            ("link.href", KeyClass::Url),
+            ("url.query", KeyClass::Query),
+            ("url.fragment", KeyClass::Fragment),
+            ("user.id", KeyClass::UserId),
+            ("user_agent.original", KeyClass::Untouched),
+            ("url.template", KeyClass::Untouched),
+            ("exception.message", KeyClass::Text),
+            ("browser.css_selector", KeyClass::Text),
+        ] {
+            assert_eq!(KeyClass::of(key), class, "{key}");
+        }
+    }
+}

@@ -32,6 +32,7 @@ use crate::convert::metrics::MetricsAggregator;
 use crate::convert::ConvertOptions;
 use crate::export::{Backpressure, Payload, Pipeline};
 use crate::model::{PageContext, RumBatch};
+use crate::process::Processor;
 
 use apps::{AppRegistry, Resolved};
 use body::{body_format, read_body, BodyFormat};
@@ -45,6 +46,8 @@ pub struct EdgeState {
     pub metrics: Arc<Metrics>,
     pub aggregator: Option<Arc<MetricsAggregator>>,
     pub convert: ConvertOptions,
+    /// Privacy rules, applied to every batch before it is converted or passed through.
+    pub processor: Processor,
     pub shutting_down: Arc<AtomicBool>,
     /// Operator resource attributes added to every exported resource.
     pub resource_attributes: Vec<(String, String)>,
@@ -219,6 +222,7 @@ impl EdgeState {
             &mut batch.context,
             self.config.correlation.clock_skew_threshold_ms as f64,
         );
+        self.processor.process_batch(&mut batch);
         let payload = crate::convert::convert(&batch, &self.convert);
         self.submit(payload)?;
         if let Some(agg) = &self.aggregator {
@@ -338,6 +342,7 @@ async fn ingest_traces(
         let (mut req, format, app) =
             read_otlp::<ExportTraceServiceRequest>(&st, &headers, &query, body).await?;
         let n = otlp::prepare_traces(&mut req, &st.enrichment(&app, &headers));
+        st.processor.process_otlp_spans(&mut req.resource_spans);
         st.submit(Payload {
             spans: req.resource_spans,
             ..Default::default()
@@ -359,6 +364,7 @@ async fn ingest_logs(
         let (mut req, format, app) =
             read_otlp::<ExportLogsServiceRequest>(&st, &headers, &query, body).await?;
         let n = otlp::prepare_logs(&mut req, &st.enrichment(&app, &headers));
+        st.processor.process_otlp_logs(&mut req.resource_logs);
         st.submit(Payload {
             logs: req.resource_logs,
             ..Default::default()
