@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// `Retry-After` seconds sent with 503 when the queue is full.
     pub retry_after_secs: u64,
+    /// Proxies (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` headers name the
+    /// client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             cors_max_age_secs: 7200,
             shutdown_timeout: Duration::from_secs(10),
             retry_after_secs: 5,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -834,6 +838,16 @@ replacement = "{a/b}"
             "privacy.url.path_rules[0].replacement: \"{a/b}\" must not contain / ? or #",
         ];
         assert_eq!(problems, &expected, "{err}");
+
+        let text = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.local\"]\n\
+                    [privacy]\nclient_ip_v4_prefix = 33\nclient_ip_v6_prefix = 129\n";
+        let err = Config::from_toml(text).unwrap().validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid config:\n  server.trusted_proxies[1]: \"lb.local\" is not an IP address or \
+             CIDR (e.g. \"10.0.0.0/8\")\n  privacy.client_ip_v4_prefix: 33 is more than 32\n  \
+             privacy.client_ip_v6_prefix: 129 is more than 128"
+        );
     }
 
     fn example_path() -> PathBuf {

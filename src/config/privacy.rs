@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `[privacy]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
     /// What happens to the user id the page sets (`user.id`).
@@ -15,8 +15,28 @@ pub struct PrivacyConfig {
     /// (hashes then differ between restarts and replicas; the daemon warns).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id_key: Option<String>,
+    /// Export the client's address as `client.address`, truncated to the prefixes below.
+    pub export_client_ip: bool,
+    /// Bits of an IPv4 address kept when exported (0–32).
+    pub client_ip_v4_prefix: u8,
+    /// Bits of an IPv6 address kept when exported (0–128).
+    pub client_ip_v6_prefix: u8,
     pub url: UrlPrivacyConfig,
     pub pii: PiiConfig,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            user_id: UserIdMode::Hash,
+            user_id_key: None,
+            export_client_ip: false,
+            client_ip_v4_prefix: 24,
+            client_ip_v6_prefix: 48,
+            url: UrlPrivacyConfig::default(),
+            pii: PiiConfig::default(),
+        }
+    }
 }
 
 /// Environment variable holding the user-id HMAC key (when the file sets none).
@@ -141,6 +161,18 @@ impl PrivacyConfig {
                      random secret, e.g. `openssl rand -hex 32`)"
                 ));
             }
+        }
+        if self.client_ip_v4_prefix > 32 {
+            out.push(format!(
+                "privacy.client_ip_v4_prefix: {} is more than 32",
+                self.client_ip_v4_prefix
+            ));
+        }
+        if self.client_ip_v6_prefix > 128 {
+            out.push(format!(
+                "privacy.client_ip_v6_prefix: {} is more than 128",
+                self.client_ip_v6_prefix
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, rule) in self.pii.patterns.iter().enumerate() {

@@ -60,6 +60,9 @@ pub struct PageContext {
     /// `url.template` of the page (ids folded), set by `process` when it scrubs `page_url`.
     pub page_url_template: Option<String>,
     pub referrer: Option<String>,
+    /// The client's address, as the edge found it (peer or trusted proxy headers). Used for
+    /// rate limiting and geo; never exported as is (`process` decides about `client.address`).
+    pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
     pub browser: BrowserInfo,
     /// Hashed or plain user id (privacy rules decide, in `process`).

@@ -22,13 +22,16 @@
 //! | free text: error messages and stacks, log messages, CSS selectors (interaction and vital targets) | PII rules |
 //! | string attributes (also inside arrays and maps) | URL keys (`url.full`, `http.url`, `*url`, …) scrubbed as URLs, `url.query` as a query, `url.fragment` removed, user-id keys hashed, `user_agent.original` untouched, everything else PII rules |
 //! | the user id | hashed, kept or dropped (`privacy.user_id`) |
+//! | the client's address ([`client_ip`]) | never exported, unless `privacy.export_client_ip`: then truncated, as the resource attribute `client.address` |
 //! | OTLP passthrough | resource, span, span-event, link and log attributes as above, span names and log bodies by PII rules; `url.template` added next to a `url.full` that has none |
 
+pub mod client_ip;
 pub mod pii;
 pub mod skew;
 pub mod url;
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
@@ -41,6 +44,7 @@ use crate::config::privacy::UserIdMode;
 use crate::config::Config;
 use crate::model::{AttrValue, Attributes, RumBatch, RumEvent};
 
+use client_ip::ClientIps;
 use pii::{PiiRules, UserIds};
 use url::UrlRules;
 
@@ -50,7 +54,19 @@ pub enum ProcessError {
     /// A custom pattern does not compile (config validation reports it first, with its key).
     #[error("invalid privacy rule: {0}")]
     Rule(#[from] regex::Error),
+    #[error("server.trusted_proxies: {0}")]
+    TrustedProxy(String),
 }
+
+/// What the edge knows about a request that OTLP data cannot carry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestInfo {
+    /// The client's address ([`Processor::client_ip`]).
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The semconv attribute of the client's (truncated) address.
+pub const ATTR_CLIENT_ADDRESS: &str = "client.address";
 
 /// The compiled processing rules, shared by every request.
 #[derive(Debug)]
@@ -58,6 +74,7 @@ pub struct Processor {
     url: UrlRules,
     pii: PiiRules,
     user_ids: UserIds,
+    client_ips: ClientIps,
 }
 
 /// Attribute keys holding a user id.
@@ -124,7 +141,13 @@ impl Processor {
             url: UrlRules::new(&privacy.url)?,
             pii: PiiRules::new(&privacy.pii, metrics)?,
             user_ids: UserIds::new(privacy.user_id, privacy.user_id_key.as_deref()),
+            client_ips: ClientIps::new(config).map_err(ProcessError::TrustedProxy)?,
         })
+    }
+
+    /// The client's address: the TCP peer, or what trusted proxies say (see [`client_ip`]).
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        self.client_ips.resolve(peer, headers)
     }
 
     /// Applies the privacy rules to every URL and text field of a batch (module docs), and
@@ -139,6 +162,11 @@ impl Processor {
         }
         self.user_ids.apply(&mut ctx.user_id);
         self.scrub_attributes(&mut ctx.attributes);
+        if let Some(address) = ctx.client_ip.and_then(|ip| self.client_ips.exported(ip)) {
+            ctx.attributes.retain(|(key, _)| key != ATTR_CLIENT_ADDRESS);
+            ctx.attributes
+                .push((ATTR_CLIENT_ADDRESS.to_owned(), AttrValue::Str(address)));
+        }
         for event in &mut batch.events {
             match event {
                 RumEvent::PageLoad(page_load) => {
@@ -176,10 +204,10 @@ impl Processor {
     }
 
     /// Applies the privacy rules to OTLP spans from browser SDKs: resource, span, event and
-    /// link attributes, and span names.
-    pub fn process_otlp_spans(&self, resource_spans: &mut [ResourceSpans]) {
+    /// link attributes, and span names; `client.address` on the resource when exported.
+    pub fn process_otlp_spans(&self, resource_spans: &mut [ResourceSpans], request: &RequestInfo) {
         for rs in resource_spans {
-            self.scrub_resource(&mut rs.resource);
+            self.scrub_resource(&mut rs.resource, request);
             for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
                 self.pii.redact_string(&mut span.name);
                 self.scrub_key_values(&mut span.attributes);
@@ -195,10 +223,10 @@ impl Processor {
     }
 
     /// Applies the privacy rules to OTLP log records from browser SDKs: resource and record
-    /// attributes, and bodies.
-    pub fn process_otlp_logs(&self, resource_logs: &mut [ResourceLogs]) {
+    /// attributes, and bodies; `client.address` on the resource when exported.
+    pub fn process_otlp_logs(&self, resource_logs: &mut [ResourceLogs], request: &RequestInfo) {
         for rl in resource_logs {
-            self.scrub_resource(&mut rl.resource);
+            self.scrub_resource(&mut rl.resource, request);
             for record in rl.scope_logs.iter_mut().flat_map(|sl| &mut sl.log_records) {
                 if let Some(body) = &mut record.body {
                     self.scrub_any_value(KeyClass::Text, body);
@@ -269,10 +297,19 @@ impl Processor {
         true
     }
 
-    fn scrub_resource(&self, resource: &mut Option<Resource>) {
+    fn scrub_resource(&self, resource: &mut Option<Resource>, request: &RequestInfo) {
         if let Some(resource) = resource {
             self.scrub_key_values(&mut resource.attributes);
         }
+        let Some(address) = request
+            .client_ip
+            .and_then(|ip| self.client_ips.exported(ip))
+        else {
+            return;
+        };
+        let attributes = &mut resource.get_or_insert_with(Resource::default).attributes;
+        attributes.retain(|kv| kv.key != ATTR_CLIENT_ADDRESS);
+        attributes.push(string_kv(ATTR_CLIENT_ADDRESS, address));
     }
 
     fn scrub_key_values(&self, attributes: &mut Vec<KeyValue>) {
@@ -312,14 +349,18 @@ impl Processor {
         });
         if let Some(url) = full {
             let template = self.url.template(url);
-            attributes.push(KeyValue {
-                key: "url.template".to_owned(),
-                value: Some(AnyValue {
-                    value: Some(Value::StringValue(template)),
-                }),
-                ..Default::default()
-            });
+            attributes.push(string_kv("url.template", template));
         }
+    }
+}
+
+fn string_kv(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value)),
+        }),
+        ..Default::default()
     }
 }
 
@@ -649,7 +690,7 @@ mod tests {
             }],
             ..Default::default()
         }];
-        p.process_otlp_spans(&mut spans);
+        p.process_otlp_spans(&mut spans, &RequestInfo::default());
         let rs = &spans[0];
         let res = &rs.resource.as_ref().unwrap().attributes;
         assert_eq!(
@@ -703,7 +744,7 @@ mod tests {
             }],
             ..Default::default()
         }];
-        p.process_otlp_logs(&mut logs);
+        p.process_otlp_logs(&mut logs, &RequestInfo::default());
         let records = &logs[0].scope_logs[0].log_records;
         assert_eq!(
             records[0].body.as_ref().unwrap().value,
@@ -715,6 +756,52 @@ mod tests {
         );
         assert!(format!("{:?}", records[1].body).contains("[card]"));
         assert!(logs[0].resource.is_none());
+    }
+
+    #[test]
+    fn client_address_is_exported_only_when_configured_and_truncated() {
+        let client: IpAddr = "203.0.113.77".parse().unwrap();
+        let request = RequestInfo {
+            client_ip: Some(client),
+        };
+        let mut b = batch();
+        b.context.client_ip = Some(client);
+        b.context
+            .attributes
+            .push((ATTR_CLIENT_ADDRESS.into(), s("198.51.100.1")));
+        let mut spans = vec![ResourceSpans::default()];
+        processor().process_batch(&mut b);
+        processor().process_otlp_spans(&mut spans, &request);
+        let exported = format!("{:?}", crate::convert::convert(&b, &Default::default()));
+        assert!(exported.contains("session") || exported.contains("documentLoad"));
+        for address in ["203.0.113", "198.51.100"] {
+            assert!(!exported.contains(address), "{address} in {exported}");
+        }
+        assert!(spans[0].resource.is_none());
+
+        let mut config = Config::default();
+        config.privacy.export_client_ip = true;
+        let (p, _) = processor_with(&config);
+        let mut b = batch();
+        b.context.client_ip = Some(client);
+        b.context
+            .attributes
+            .push((ATTR_CLIENT_ADDRESS.into(), s("198.51.100.1")));
+        p.process_batch(&mut b);
+        let addresses: Vec<_> = b
+            .context
+            .attributes
+            .iter()
+            .filter(|(k, _)| k == ATTR_CLIENT_ADDRESS)
+            .collect();
+        assert_eq!(
+            addresses,
+            [&(ATTR_CLIENT_ADDRESS.to_owned(), s("203.0.113.0"))]
+        );
+        let mut logs = vec![ResourceLogs::default()];
+        p.process_otlp_logs(&mut logs, &request);
+        let res = &logs[0].resource.as_ref().unwrap().attributes;
+        assert_eq!(find(res, ATTR_CLIENT_ADDRESS), Some(&sv("203.0.113.0")));
     }
 
     #[test]

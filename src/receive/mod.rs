@@ -6,6 +6,7 @@
 
 pub mod apps;
 pub mod body;
+pub mod client_ip;
 pub mod cors;
 pub mod error;
 pub mod native;
@@ -32,10 +33,11 @@ use crate::convert::metrics::MetricsAggregator;
 use crate::convert::ConvertOptions;
 use crate::export::{Backpressure, Payload, Pipeline};
 use crate::model::{PageContext, RumBatch};
-use crate::process::Processor;
+use crate::process::{Processor, RequestInfo};
 
 use apps::{AppRegistry, Resolved};
 use body::{body_format, read_body, BodyFormat};
+use client_ip::ClientIp;
 use error::EdgeError;
 
 /// Everything a handler needs, shared by all requests.
@@ -203,6 +205,7 @@ impl EdgeState {
         headers: &HeaderMap,
         query: &KeyQuery,
         body: &[u8],
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Response, EdgeError> {
         let mut batch: RumBatch =
             native::decode(body, &self.config.limits).map_err(|e| EdgeError::Malformed {
@@ -218,6 +221,7 @@ impl EdgeState {
         let origin = header_str(headers, header::ORIGIN);
         let app = self.apps.authorize(key.as_deref(), origin)?;
         self.complete_context(&mut batch.context, &app, headers);
+        batch.context.client_ip = client_ip;
         crate::process::skew::correct_clock_skew(
             &mut batch.context,
             self.config.correlation.clock_skew_threshold_ms as f64,
@@ -297,6 +301,7 @@ async fn preflight(State(st): State<Arc<EdgeState>>, headers: HeaderMap) -> Resp
 async fn ingest_native(
     State(st): State<Arc<EdgeState>>,
     Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -304,7 +309,7 @@ async fn ingest_native(
         st.check_open()?;
         body_format(&headers, false)?;
         let bytes = st.read(&headers, body).await?;
-        st.handle_native(&headers, &query, &bytes)
+        st.handle_native(&headers, &query, &bytes, client_ip)
     }
     .await;
     st.finish("/v1/rum", &headers, result)
@@ -335,6 +340,7 @@ where
 async fn ingest_traces(
     State(st): State<Arc<EdgeState>>,
     Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -342,7 +348,8 @@ async fn ingest_traces(
         let (mut req, format, app) =
             read_otlp::<ExportTraceServiceRequest>(&st, &headers, &query, body).await?;
         let n = otlp::prepare_traces(&mut req, &st.enrichment(&app, &headers));
-        st.processor.process_otlp_spans(&mut req.resource_spans);
+        st.processor
+            .process_otlp_spans(&mut req.resource_spans, &RequestInfo { client_ip });
         st.submit(Payload {
             spans: req.resource_spans,
             ..Default::default()
@@ -357,6 +364,7 @@ async fn ingest_traces(
 async fn ingest_logs(
     State(st): State<Arc<EdgeState>>,
     Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -364,7 +372,8 @@ async fn ingest_logs(
         let (mut req, format, app) =
             read_otlp::<ExportLogsServiceRequest>(&st, &headers, &query, body).await?;
         let n = otlp::prepare_logs(&mut req, &st.enrichment(&app, &headers));
-        st.processor.process_otlp_logs(&mut req.resource_logs);
+        st.processor
+            .process_otlp_logs(&mut req.resource_logs, &RequestInfo { client_ip });
         st.submit(Payload {
             logs: req.resource_logs,
             ..Default::default()
