@@ -15,7 +15,7 @@ use crate::convert::metrics::{bridge_resource, MetricsAggregator};
 use crate::convert::ConvertOptions;
 use crate::export::Pipeline;
 use crate::process::Processor;
-use crate::receive::{self, apps::AppRegistry, EdgeState};
+use crate::receive::{self, apps::AppRegistry, rate_limit::RateLimits, EdgeState};
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,7 @@ pub async fn run_until(
         aggregator,
         convert: ConvertOptions::from(config.as_ref()),
         processor,
+        rate_limits: RateLimits::new(&config.rate_limits),
         shutting_down: shutting_down.clone(),
         resource_attributes: config
             .resource_attributes

@@ -20,6 +20,7 @@ const USER_NUMBER: &str = "9876543210";
 const ORDER_UUID: &str = "550e8400-e29b-41d4-a716-446655440000";
 const RESET_TOKEN: &str = "a8Fk29xQ7mP3zL0w";
 const CLIENT_IP: &str = "203.0.113.77";
+const SPOOFED_IP: &str = "198.51.100.23";
 const PASSWORD: &str = "hunter2pw";
 const USER_ID: &str = "customer-31337";
 const USER_ID_KEY: &str = "test-key-0123456789abcdef";
@@ -122,17 +123,21 @@ fn logs() -> serde_json::Value {
 async fn personal_data_never_reaches_the_collector() {
     let sink = Sink::start().await;
     let rotel = Rotel::start(&sink).await;
-    let bridge = Bridge::start_with_env(
-        &grpc_exporter_toml(rotel.grpc),
-        &[("RUM_BRIDGE_USER_ID_KEY", USER_ID_KEY)],
-    )
-    .await;
+    // Keys before the first table header land in the harness's [server] table.
+    let config = format!(
+        "trusted_proxies = [\"127.0.0.1\"]\n[privacy]\nexport_client_ip = true\n\n{}",
+        grpc_exporter_toml(rotel.grpc)
+    );
+    let bridge = Bridge::start_with_env(&config, &[("RUM_BRIDGE_USER_ID_KEY", USER_ID_KEY)]).await;
 
     for (path, body) in [("/v1/traces", traces()), ("/v1/logs", logs())] {
         let resp = bridge
             .client
             .post(bridge.url(path))
             .header("content-type", "application/json")
+            // The first entry is forged by the client; the proxy (127.0.0.1) appended the
+            // second, the client's real address.
+            .header("x-forwarded-for", format!("{SPOOFED_IP}, {CLIENT_IP}"))
             .body(body.to_string())
             .send()
             .await
@@ -162,6 +167,7 @@ async fn personal_data_never_reaches_the_collector() {
         ORDER_UUID,
         RESET_TOKEN,
         CLIENT_IP,
+        SPOOFED_IP,
         PASSWORD,
         "bob:",
         USER_ID,
@@ -204,6 +210,11 @@ async fn personal_data_never_reaches_the_collector() {
     assert_eq!(
         attr(&fetch.resource.attributes, "app.owner").as_deref(),
         Some("[email]")
+    );
+    // The client's address, found through the trusted proxy and truncated to its /24.
+    assert_eq!(
+        attr(&fetch.resource.attributes, "client.address").as_deref(),
+        Some("203.0.113.0")
     );
 
     let reset = spans
@@ -269,4 +280,38 @@ fn string_value(text: &str) -> opentelemetry_proto::tonic::common::v1::AnyValue 
     AnyValue {
         value: Some(Value::StringValue(text.to_owned())),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_get_429_with_retry_after() {
+    let bridge =
+        Bridge::start("[rate_limits]\nper_ip_requests_per_second = 1\nper_ip_burst = 2\n").await;
+    let send = || async {
+        bridge
+            .client
+            .post(bridge.url("/v1/traces"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(send().await.status(), 202);
+    assert_eq!(send().await.status(), 202);
+    let refused = send().await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert_eq!(body["reason"], "rate_limited_ip");
+    assert_eq!(
+        bridge
+            .metric("rum_bridge_items_rejected_total{reason=\"rate_limited_ip\"}")
+            .await,
+        1.0
+    );
 }

@@ -12,10 +12,12 @@
 
 pub mod env;
 pub mod privacy;
+pub mod rate_limits;
 mod validate;
 
 pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
 pub use privacy::PrivacyConfig;
+pub use rate_limits::RateLimitsConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +36,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub telemetry: TelemetryConfig,
     pub privacy: PrivacyConfig,
+    pub rate_limits: RateLimitsConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -878,6 +881,7 @@ replacement = "{a/b}"
         assert_eq!(show(&example.metrics), show(&defaults.metrics));
         assert_eq!(show(&example.telemetry), show(&defaults.telemetry));
         assert_eq!(show(&example.privacy), show(&defaults.privacy));
+        assert_eq!(show(&example.rate_limits), show(&defaults.rate_limits));
         let mut exporter = example.exporters[0].clone();
         exporter.endpoint = None;
         let mut default_exporter = ExporterConfig::new("collector", Protocol::Grpc);

@@ -17,6 +17,7 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     metrics(config, &mut p);
     telemetry(config, &mut p);
     p.0.extend(config.privacy.problems());
+    p.0.extend(config.rate_limits.problems());
     for key in config.resource_attributes.keys() {
         if key.trim().is_empty() {
             p.add("resource_attributes", "keys must not be empty");

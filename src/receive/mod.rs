@@ -11,6 +11,7 @@ pub mod cors;
 pub mod error;
 pub mod native;
 pub mod otlp;
+pub mod rate_limit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use apps::{AppRegistry, Resolved};
 use body::{body_format, read_body, BodyFormat};
 use client_ip::ClientIp;
 use error::EdgeError;
+use rate_limit::RateLimits;
 
 /// Everything a handler needs, shared by all requests.
 pub struct EdgeState {
@@ -50,6 +52,7 @@ pub struct EdgeState {
     pub convert: ConvertOptions,
     /// Privacy rules, applied to every batch before it is converted or passed through.
     pub processor: Processor,
+    pub rate_limits: RateLimits,
     pub shutting_down: Arc<AtomicBool>,
     /// Operator resource attributes added to every exported resource.
     pub resource_attributes: Vec<(String, String)>,
@@ -220,6 +223,7 @@ impl EdgeState {
             .or_else(|| key_outside_body(headers, query).map(str::to_owned));
         let origin = header_str(headers, header::ORIGIN);
         let app = self.apps.authorize(key.as_deref(), origin)?;
+        self.rate_limits.check_app(&app)?;
         self.complete_context(&mut batch.context, &app, headers);
         batch.context.client_ip = client_ip;
         crate::process::skew::correct_clock_skew(
@@ -307,6 +311,7 @@ async fn ingest_native(
 ) -> Response {
     let result = async {
         st.check_open()?;
+        st.rate_limits.check_ip(client_ip)?;
         body_format(&headers, false)?;
         let bytes = st.read(&headers, body).await?;
         st.handle_native(&headers, &query, &bytes, client_ip)
@@ -320,18 +325,21 @@ async fn read_otlp<T>(
     st: &EdgeState,
     headers: &HeaderMap,
     query: &KeyQuery,
+    client_ip: Option<std::net::IpAddr>,
     body: Body,
 ) -> Result<(T, BodyFormat, Resolved), EdgeError>
 where
     T: prost::Message + Default + serde::de::DeserializeOwned,
 {
     st.check_open()?;
+    st.rate_limits.check_ip(client_ip)?;
     let format = body_format(headers, true)?;
     // The key is known before the body here, so unknown apps never cost a body read.
     let app = st.apps.authorize(
         key_outside_body(headers, query),
         header_str(headers, header::ORIGIN),
     )?;
+    st.rate_limits.check_app(&app)?;
     let bytes = st.read(headers, body).await?;
     let req = otlp::decode::<T>(&bytes, format)?;
     Ok((req, format, app))
@@ -346,7 +354,7 @@ async fn ingest_traces(
 ) -> Response {
     let result = async {
         let (mut req, format, app) =
-            read_otlp::<ExportTraceServiceRequest>(&st, &headers, &query, body).await?;
+            read_otlp::<ExportTraceServiceRequest>(&st, &headers, &query, client_ip, body).await?;
         let n = otlp::prepare_traces(&mut req, &st.enrichment(&app, &headers));
         st.processor
             .process_otlp_spans(&mut req.resource_spans, &RequestInfo { client_ip });
@@ -370,7 +378,7 @@ async fn ingest_logs(
 ) -> Response {
     let result = async {
         let (mut req, format, app) =
-            read_otlp::<ExportLogsServiceRequest>(&st, &headers, &query, body).await?;
+            read_otlp::<ExportLogsServiceRequest>(&st, &headers, &query, client_ip, body).await?;
         let n = otlp::prepare_logs(&mut req, &st.enrichment(&app, &headers));
         st.processor
             .process_otlp_logs(&mut req.resource_logs, &RequestInfo { client_ip });
@@ -388,12 +396,14 @@ async fn ingest_logs(
 async fn ingest_metrics(
     State(st): State<Arc<EdgeState>>,
     Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
         let (mut req, format, app) =
-            read_otlp::<ExportMetricsServiceRequest>(&st, &headers, &query, body).await?;
+            read_otlp::<ExportMetricsServiceRequest>(&st, &headers, &query, client_ip, body)
+                .await?;
         let n = otlp::prepare_metrics(&mut req, &st.enrichment(&app, &headers));
         st.submit(Payload {
             metrics: req.resource_metrics,
