@@ -82,6 +82,9 @@ pub struct Metrics {
     pub export_latency: Family<ExporterSignal, Histogram>,
     /// Values redacted by the privacy rules, by rule.
     pub privacy_redactions: Family<Rule, Counter>,
+    /// Items accepted but not exported as spans or logs (they still feed the aggregate
+    /// metrics), by reason (`sampled_out`, `no_consent`, `gpc`).
+    pub items_dropped: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -153,6 +156,12 @@ impl Metrics {
             "Values redacted by the privacy rules, by rule",
             privacy_redactions.clone(),
         );
+        let items_dropped = Family::<Reason, Counter>::default();
+        registry.register(
+            "items_dropped",
+            "Items accepted but not exported as spans or logs (sampling, consent), by reason",
+            items_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -164,6 +173,16 @@ impl Metrics {
             queue_depth,
             export_latency,
             privacy_redactions,
+            items_dropped,
+        }
+    }
+
+    /// Counts items held back from span/log export.
+    pub fn drop_items(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.items_dropped
+                .get_or_create(&Reason { reason })
+                .inc_by(n);
         }
     }
 

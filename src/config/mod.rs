@@ -13,11 +13,13 @@
 pub mod env;
 pub mod privacy;
 pub mod rate_limits;
+pub mod sampling;
 mod validate;
 
 pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
 pub use privacy::PrivacyConfig;
 pub use rate_limits::RateLimitsConfig;
+pub use sampling::SamplingConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +39,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub privacy: PrivacyConfig,
     pub rate_limits: RateLimitsConfig,
+    pub sampling: SamplingConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -882,6 +885,7 @@ replacement = "{a/b}"
         assert_eq!(show(&example.telemetry), show(&defaults.telemetry));
         assert_eq!(show(&example.privacy), show(&defaults.privacy));
         assert_eq!(show(&example.rate_limits), show(&defaults.rate_limits));
+        assert_eq!(show(&example.sampling), show(&defaults.sampling));
         let mut exporter = example.exporters[0].clone();
         exporter.endpoint = None;
         let mut default_exporter = ExporterConfig::new("collector", Protocol::Grpc);

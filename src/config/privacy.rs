@@ -21,6 +21,11 @@ pub struct PrivacyConfig {
     pub client_ip_v4_prefix: u8,
     /// Bits of an IPv6 address kept when exported (0–128).
     pub client_ip_v6_prefix: u8,
+    /// Consent category that allows spans and logs. A beacon that reports its consent
+    /// categories without this one only feeds the aggregate metrics.
+    pub consent_category: String,
+    /// Treat `Sec-GPC: 1` (Global Privacy Control) like a withheld consent.
+    pub honor_gpc: bool,
     pub url: UrlPrivacyConfig,
     pub pii: PiiConfig,
 }
@@ -33,6 +38,8 @@ impl Default for PrivacyConfig {
             export_client_ip: false,
             client_ip_v4_prefix: 24,
             client_ip_v6_prefix: 48,
+            consent_category: "analytics".to_owned(),
+            honor_gpc: false,
             url: UrlPrivacyConfig::default(),
             pii: PiiConfig::default(),
         }
@@ -173,6 +180,9 @@ impl PrivacyConfig {
                 "privacy.client_ip_v6_prefix: {} is more than 128",
                 self.client_ip_v6_prefix
             ));
+        }
+        if self.consent_category.trim().is_empty() {
+            out.push("privacy.consent_category: must not be empty".to_owned());
         }
         let mut names = std::collections::HashSet::new();
         for (i, rule) in self.pii.patterns.iter().enumerate() {

@@ -18,6 +18,7 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     telemetry(config, &mut p);
     p.0.extend(config.privacy.problems());
     p.0.extend(config.rate_limits.problems());
+    p.0.extend(config.sampling.problems());
     for key in config.resource_attributes.keys() {
         if key.trim().is_empty() {
             p.add("resource_attributes", "keys must not be empty");

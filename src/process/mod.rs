@@ -7,9 +7,14 @@
 //!   bridge's clock when the difference is large, and the shift is recorded.
 //! - **privacy** ([`Processor`]): URL scrubbing and templating ([`url`]), PII redaction in
 //!   messages, stack traces and attributes and user-id hashing ([`pii`]).
+//! - **client address** ([`client_ip`]): the peer or what trusted proxies say; exported only
+//!   truncated and only when configured.
+//! - **consent and sampling** ([`Processor::withhold`], [`sampling`]): a page that reports
+//!   consent without the analytics category, or an honoured `Sec-GPC: 1`, sends no spans or
+//!   logs; sessions are sampled deterministically on their id, so kept sessions are whole,
+//!   and errors and poor vitals may be kept regardless. Withheld events still feed the
+//!   aggregate metrics (counted in `items_dropped{reason}`).
 //! - **enrichment** (to come): user-agent parsing, geo lookup, source-map symbolication.
-//! - **sampling** (to come): per session, deterministic on the session id, so kept sessions
-//!   are whole; errors and poor vitals may be kept regardless.
 //!
 //! Rules are data from the configuration, compiled once at start-up ([`Processor::new`]);
 //! applying them must be cheap and must never panic on hostile input.
@@ -27,6 +32,7 @@
 
 pub mod client_ip;
 pub mod pii;
+pub mod sampling;
 pub mod skew;
 pub mod url;
 
@@ -46,6 +52,7 @@ use crate::model::{AttrValue, Attributes, RumBatch, RumEvent};
 
 use client_ip::ClientIps;
 use pii::{PiiRules, UserIds};
+use sampling::{string_attribute, Sampling};
 use url::UrlRules;
 
 /// Why the processing rules could not be compiled.
@@ -58,12 +65,45 @@ pub enum ProcessError {
     TrustedProxy(String),
 }
 
-/// What the edge knows about a request that OTLP data cannot carry.
+/// What the edge knows about a request beyond its body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestInfo {
     /// The client's address ([`Processor::client_ip`]).
     pub client_ip: Option<IpAddr>,
+    /// The request carried `Sec-GPC: 1` (Global Privacy Control).
+    pub gpc: bool,
+    /// The app's own session sample rate, when configured.
+    pub sample_rate: Option<f64>,
 }
+
+/// Reasons data is held back from span/log export (`items_dropped{reason}`).
+pub mod dropped {
+    /// The session is outside the sample.
+    pub const SAMPLED_OUT: &str = "sampled_out";
+    /// The page reported its consent without the analytics category.
+    pub const NO_CONSENT: &str = "no_consent";
+    /// `Sec-GPC: 1` with `privacy.honor_gpc`.
+    pub const GPC: &str = "gpc";
+}
+
+/// Events of a batch held back from span/log export: they may still feed aggregate metrics.
+#[derive(Debug)]
+pub struct Withheld {
+    /// One of the [`dropped`] reasons.
+    pub reason: &'static str,
+    pub events: Vec<RumEvent>,
+}
+
+/// OTLP items removed from a passthrough request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    /// One of the [`dropped`] reasons.
+    pub reason: &'static str,
+    pub count: usize,
+}
+
+/// `session.id` (semconv), the sampling key of OTLP passthrough data.
+const ATTR_SESSION_ID: &str = "session.id";
 
 /// The semconv attribute of the client's (truncated) address.
 pub const ATTR_CLIENT_ADDRESS: &str = "client.address";
@@ -75,6 +115,9 @@ pub struct Processor {
     pii: PiiRules,
     user_ids: UserIds,
     client_ips: ClientIps,
+    sampling: Sampling,
+    consent_category: String,
+    honor_gpc: bool,
 }
 
 /// Attribute keys holding a user id.
@@ -142,6 +185,53 @@ impl Processor {
             pii: PiiRules::new(&privacy.pii, metrics)?,
             user_ids: UserIds::new(privacy.user_id, privacy.user_id_key.as_deref()),
             client_ips: ClientIps::new(config).map_err(ProcessError::TrustedProxy)?,
+            sampling: Sampling::new(&config.sampling),
+            consent_category: privacy.consent_category.clone(),
+            honor_gpc: privacy.honor_gpc,
+        })
+    }
+
+    /// Why nothing of this request may leave as spans or logs, if so: consent reported
+    /// without the configured category, or an honoured `Sec-GPC: 1`.
+    fn restriction(
+        &self,
+        consent: Option<&[String]>,
+        request: &RequestInfo,
+    ) -> Option<&'static str> {
+        if consent.is_some_and(|granted| !granted.contains(&self.consent_category)) {
+            Some(dropped::NO_CONSENT)
+        } else if self.honor_gpc && request.gpc {
+            Some(dropped::GPC)
+        } else {
+            None
+        }
+    }
+
+    /// Takes out of `batch.events` what must not leave as spans or logs: everything under a
+    /// consent restriction, else the events of a session outside the sample (except errors
+    /// and poor vitals, when configured). The caller still feeds them to the aggregate
+    /// metrics and counts them.
+    pub fn withhold(&self, batch: &mut RumBatch, request: &RequestInfo) -> Option<Withheld> {
+        if batch.events.is_empty() {
+            return None;
+        }
+        if let Some(reason) = self.restriction(batch.context.consent.as_deref(), request) {
+            return Some(Withheld {
+                reason,
+                events: std::mem::take(&mut batch.events),
+            });
+        }
+        let rate = self.sampling.rate(request.sample_rate);
+        if Sampling::keeps_session(batch.context.session_id.as_deref(), rate) {
+            return None;
+        }
+        let (kept, withheld): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.events)
+            .into_iter()
+            .partition(|e| self.sampling.keeps_event_anyway(e));
+        batch.events = kept;
+        (!withheld.is_empty()).then_some(Withheld {
+            reason: dropped::SAMPLED_OUT,
+            events: withheld,
         })
     }
 
@@ -205,8 +295,27 @@ impl Processor {
 
     /// Applies the privacy rules to OTLP spans from browser SDKs: resource, span, event and
     /// link attributes, and span names; `client.address` on the resource when exported.
-    pub fn process_otlp_spans(&self, resource_spans: &mut [ResourceSpans], request: &RequestInfo) {
-        for rs in resource_spans {
+    /// Spans held back (GPC, or sessions outside the sample by their `session.id`) are removed
+    /// first and reported.
+    pub fn process_otlp_spans(
+        &self,
+        resource_spans: &mut Vec<ResourceSpans>,
+        request: &RequestInfo,
+    ) -> Option<Dropped> {
+        let dropped = self.withhold_otlp(
+            resource_spans,
+            request,
+            |rs| rs.scope_spans.iter().map(|ss| ss.spans.len()).sum(),
+            |rs, keep| {
+                for ss in &mut rs.scope_spans {
+                    ss.spans.retain(|span| {
+                        keep(&span.attributes, self.sampling.keeps_span_anyway(span))
+                    });
+                }
+            },
+            |rs| rs.resource.as_ref(),
+        );
+        for rs in resource_spans.iter_mut() {
             self.scrub_resource(&mut rs.resource, request);
             for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
                 self.pii.redact_string(&mut span.name);
@@ -220,12 +329,30 @@ impl Processor {
                 }
             }
         }
+        dropped
     }
 
     /// Applies the privacy rules to OTLP log records from browser SDKs: resource and record
-    /// attributes, and bodies; `client.address` on the resource when exported.
-    pub fn process_otlp_logs(&self, resource_logs: &mut [ResourceLogs], request: &RequestInfo) {
-        for rl in resource_logs {
+    /// attributes, and bodies; `client.address` on the resource when exported. Records held
+    /// back (as for spans) are removed first and reported.
+    pub fn process_otlp_logs(
+        &self,
+        resource_logs: &mut Vec<ResourceLogs>,
+        request: &RequestInfo,
+    ) -> Option<Dropped> {
+        let dropped = self.withhold_otlp(
+            resource_logs,
+            request,
+            |rl| rl.scope_logs.iter().map(|sl| sl.log_records.len()).sum(),
+            |rl, keep| {
+                for sl in &mut rl.scope_logs {
+                    sl.log_records
+                        .retain(|r| keep(&r.attributes, self.sampling.keeps_log_anyway(r)));
+                }
+            },
+            |rl| rl.resource.as_ref(),
+        );
+        for rl in resource_logs.iter_mut() {
             self.scrub_resource(&mut rl.resource, request);
             for record in rl.scope_logs.iter_mut().flat_map(|sl| &mut sl.log_records) {
                 if let Some(body) = &mut record.body {
@@ -234,6 +361,51 @@ impl Processor {
                 self.scrub_key_values(&mut record.attributes);
             }
         }
+        dropped
+    }
+
+    /// Removes held-back OTLP items: all of them under a GPC restriction, else the items
+    /// whose session (`session.id` on the item, else on the resource) is outside the sample
+    /// and that are not kept anyway. Resources left empty are removed.
+    fn withhold_otlp<R>(
+        &self,
+        resources: &mut Vec<R>,
+        request: &RequestInfo,
+        count: impl Fn(&R) -> usize,
+        retain: impl Fn(&mut R, &dyn Fn(&[KeyValue], bool) -> bool),
+        resource: impl Fn(&R) -> Option<&Resource>,
+    ) -> Option<Dropped> {
+        let before: usize = resources.iter().map(&count).sum();
+        if before == 0 {
+            return None;
+        }
+        if let Some(reason) = self.restriction(None, request) {
+            resources.clear();
+            return Some(Dropped {
+                reason,
+                count: before,
+            });
+        }
+        let rate = self.sampling.rate(request.sample_rate);
+        if rate >= 1.0 {
+            return None;
+        }
+        for r in resources.iter_mut() {
+            let resource_session = resource(r)
+                .and_then(|res| string_attribute(&res.attributes, ATTR_SESSION_ID))
+                .map(str::to_owned);
+            retain(r, &|attributes, keep_anyway| {
+                let session =
+                    string_attribute(attributes, ATTR_SESSION_ID).or(resource_session.as_deref());
+                keep_anyway || Sampling::keeps_session(session, rate)
+            });
+        }
+        resources.retain(|r| count(r) > 0);
+        let after: usize = resources.iter().map(&count).sum();
+        (after < before).then_some(Dropped {
+            reason: dropped::SAMPLED_OUT,
+            count: before - after,
+        })
     }
 
     /// Scrubs a URL in place and returns its template; the PII rules then run on the query,
@@ -763,6 +935,7 @@ mod tests {
         let client: IpAddr = "203.0.113.77".parse().unwrap();
         let request = RequestInfo {
             client_ip: Some(client),
+            ..Default::default()
         };
         let mut b = batch();
         b.context.client_ip = Some(client);
@@ -802,6 +975,193 @@ mod tests {
         p.process_otlp_logs(&mut logs, &request);
         let res = &logs[0].resource.as_ref().unwrap().attributes;
         assert_eq!(find(res, ATTR_CLIENT_ADDRESS), Some(&sv("203.0.113.0")));
+    }
+
+    /// Session ids inside and outside a 50 % sample.
+    fn sessions() -> (String, String) {
+        let find = |kept: bool| {
+            (0..)
+                .map(|i| format!("session-{i}"))
+                .find(|id| Sampling::keeps_session(Some(id), 0.5) == kept)
+                .unwrap()
+        };
+        (find(true), find(false))
+    }
+
+    fn kinds(events: &[RumEvent]) -> Vec<&'static str> {
+        events.iter().map(RumEvent::kind).collect()
+    }
+
+    #[test]
+    fn consent_without_analytics_withholds_everything() {
+        let p = processor();
+        let all = kinds(&batch().events);
+        let mut b = batch();
+        b.context.consent = Some(vec!["functional".into()]);
+        let w = p.withhold(&mut b, &RequestInfo::default()).unwrap();
+        assert_eq!(w.reason, dropped::NO_CONSENT);
+        assert_eq!(kinds(&w.events), all);
+        assert!(b.events.is_empty());
+
+        for consent in [None, Some(vec!["functional".into(), "analytics".into()])] {
+            let mut b = batch();
+            b.context.consent = consent;
+            assert!(p.withhold(&mut b, &RequestInfo::default()).is_none());
+            assert_eq!(kinds(&b.events), all);
+        }
+    }
+
+    #[test]
+    fn gpc_is_honoured_only_when_configured() {
+        let gpc = RequestInfo {
+            gpc: true,
+            ..Default::default()
+        };
+        let mut b = batch();
+        assert!(processor().withhold(&mut b, &gpc).is_none());
+        let mut config = Config::default();
+        config.privacy.honor_gpc = true;
+        let (p, _) = processor_with(&config);
+        let w = p.withhold(&mut b, &gpc).unwrap();
+        assert_eq!((w.reason, w.events.len()), (dropped::GPC, 7));
+        let mut spans = vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span::default(), Span::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        assert_eq!(
+            p.process_otlp_spans(&mut spans, &gpc),
+            Some(Dropped {
+                reason: dropped::GPC,
+                count: 2
+            })
+        );
+        assert!(spans.is_empty());
+    }
+
+    #[test]
+    fn sessions_outside_the_sample_keep_only_errors_and_poor_vitals() {
+        let (inside, outside) = sessions();
+        let half = RequestInfo {
+            sample_rate: Some(0.5),
+            ..Default::default()
+        };
+        let p = processor();
+        let mut b = batch();
+        b.context.session_id = Some(inside);
+        assert!(p.withhold(&mut b, &half).is_none());
+        assert_eq!(b.events.len(), 7);
+
+        let mut b = batch();
+        b.context.session_id = Some(outside.clone());
+        let w = p.withhold(&mut b, &half).unwrap();
+        assert_eq!(w.reason, dropped::SAMPLED_OUT);
+        assert_eq!(kinds(&b.events), ["error"]);
+        assert_eq!(w.events.len(), 6);
+        // The app's rate wins over the default; without one the default (1.0) keeps all.
+        let mut b = batch();
+        b.context.session_id = Some(outside.clone());
+        assert!(p.withhold(&mut b, &RequestInfo::default()).is_none());
+
+        let mut config = Config::default();
+        config.sampling.default_rate = 0.5;
+        config.sampling.keep_errors = false;
+        let (p, _) = processor_with(&config);
+        let mut b = batch();
+        b.context.session_id = Some(outside);
+        let w = p.withhold(&mut b, &RequestInfo::default()).unwrap();
+        assert_eq!((b.events.len(), w.events.len()), (0, 7));
+    }
+
+    fn span(session: Option<&str>, error: bool) -> Span {
+        Span {
+            attributes: session
+                .map(|s| vec![kv(ATTR_SESSION_ID, sv(s))])
+                .unwrap_or_default(),
+            events: if error {
+                vec![Event {
+                    name: "exception".into(),
+                    ..Default::default()
+                }]
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn otlp_data_is_sampled_by_session() {
+        let (inside, outside) = sessions();
+        let half = RequestInfo {
+            sample_rate: Some(0.5),
+            ..Default::default()
+        };
+        let p = processor();
+        let mut spans = vec![
+            ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span(Some(&inside), false),
+                        span(Some(&outside), false),
+                        span(Some(&outside), true),
+                        span(None, false),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv(ATTR_SESSION_ID, sv(&outside))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span(None, false)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ];
+        assert_eq!(
+            p.process_otlp_spans(&mut spans, &half),
+            Some(Dropped {
+                reason: dropped::SAMPLED_OUT,
+                count: 2
+            })
+        );
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].scope_spans[0].spans.len(), 3);
+        assert!(p
+            .process_otlp_spans(&mut spans, &RequestInfo::default())
+            .is_none());
+
+        let record = |session: &str, severity: i32| LogRecord {
+            severity_number: severity,
+            attributes: vec![kv(ATTR_SESSION_ID, sv(session))],
+            ..Default::default()
+        };
+        let mut logs = vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record(&outside, 9),
+                    record(&outside, 17),
+                    record(&inside, 9),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        assert_eq!(
+            p.process_otlp_logs(&mut logs, &half),
+            Some(Dropped {
+                reason: dropped::SAMPLED_OUT,
+                count: 1
+            })
+        );
+        assert_eq!(logs[0].scope_logs[0].log_records.len(), 2);
     }
 
     #[test]

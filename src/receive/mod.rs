@@ -231,8 +231,16 @@ impl EdgeState {
             self.config.correlation.clock_skew_threshold_ms as f64,
         );
         self.processor.process_batch(&mut batch);
+        let request = request_info(client_ip, headers, &app);
+        let withheld = self.processor.withhold(&mut batch, &request);
         let payload = crate::convert::convert(&batch, &self.convert);
         self.submit(payload)?;
+        // Withheld events (sampling, consent) still count in the aggregate metrics.
+        if let Some(withheld) = withheld {
+            self.metrics
+                .drop_items(withheld.reason, withheld.events.len() as u64);
+            batch.events.extend(withheld.events);
+        }
         if let Some(agg) = &self.aggregator {
             let page_span = crate::convert::page_span(&batch.context, self.convert.page_load);
             agg.record_batch_with_page_span(&batch, Some(page_span));
@@ -273,6 +281,24 @@ impl EdgeState {
             user_agent: header_str(headers, header::USER_AGENT),
             extra: &self.resource_attributes,
         }
+    }
+}
+
+/// What the processing rules need to know about a request beyond its body.
+fn request_info(
+    client_ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    app: &Resolved,
+) -> RequestInfo {
+    RequestInfo {
+        client_ip,
+        gpc: headers
+            .get("sec-gpc")
+            .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
+        sample_rate: match app {
+            Resolved::Known(app) => app.sample_rate,
+            Resolved::Development(_) => None,
+        },
     }
 }
 
@@ -356,8 +382,13 @@ async fn ingest_traces(
         let (mut req, format, app) =
             read_otlp::<ExportTraceServiceRequest>(&st, &headers, &query, client_ip, body).await?;
         let n = otlp::prepare_traces(&mut req, &st.enrichment(&app, &headers));
-        st.processor
-            .process_otlp_spans(&mut req.resource_spans, &RequestInfo { client_ip });
+        let request = request_info(client_ip, &headers, &app);
+        if let Some(d) = st
+            .processor
+            .process_otlp_spans(&mut req.resource_spans, &request)
+        {
+            st.metrics.drop_items(d.reason, d.count as u64);
+        }
         st.submit(Payload {
             spans: req.resource_spans,
             ..Default::default()
@@ -380,8 +411,13 @@ async fn ingest_logs(
         let (mut req, format, app) =
             read_otlp::<ExportLogsServiceRequest>(&st, &headers, &query, client_ip, body).await?;
         let n = otlp::prepare_logs(&mut req, &st.enrichment(&app, &headers));
-        st.processor
-            .process_otlp_logs(&mut req.resource_logs, &RequestInfo { client_ip });
+        let request = request_info(client_ip, &headers, &app);
+        if let Some(d) = st
+            .processor
+            .process_otlp_logs(&mut req.resource_logs, &request)
+        {
+            st.metrics.drop_items(d.reason, d.count as u64);
+        }
         st.submit(Payload {
             logs: req.resource_logs,
             ..Default::default()
