@@ -14,7 +14,8 @@
 //!   logs; sessions are sampled deterministically on their id, so kept sessions are whole,
 //!   and errors and poor vitals may be kept regardless. Withheld events still feed the
 //!   aggregate metrics (counted in `items_dropped{reason}`).
-//! - **enrichment** (to come): user-agent parsing, geo lookup, source-map symbolication.
+//! - **enrichment**: user-agent parsing ([`user_agent`]: `user_agent.name/version/os.*`,
+//!   `rum.device.class`) on the resource; geo lookup and source maps are to come.
 //!
 //! Rules are data from the configuration, compiled once at start-up ([`Processor::new`]);
 //! applying them must be cheap and must never panic on hostile input.
@@ -35,6 +36,7 @@ pub mod pii;
 pub mod sampling;
 pub mod skew;
 pub mod url;
+pub mod user_agent;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -54,6 +56,7 @@ use client_ip::ClientIps;
 use pii::{PiiRules, UserIds};
 use sampling::{string_attribute, Sampling};
 use url::UrlRules;
+use user_agent::UserAgents;
 
 /// Why the processing rules could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,7 @@ pub struct Processor {
     sampling: Sampling,
     consent_category: String,
     honor_gpc: bool,
+    user_agents: UserAgents,
 }
 
 /// Attribute keys holding a user id.
@@ -188,6 +192,7 @@ impl Processor {
             sampling: Sampling::new(&config.sampling),
             consent_category: privacy.consent_category.clone(),
             honor_gpc: privacy.honor_gpc,
+            user_agents: UserAgents::default(),
         })
     }
 
@@ -252,6 +257,15 @@ impl Processor {
         }
         self.user_ids.apply(&mut ctx.user_id);
         self.scrub_attributes(&mut ctx.attributes);
+        if let Some(ua) = ctx.user_agent.as_deref() {
+            let parsed = self.user_agents.parse(ua);
+            for (key, value) in parsed.attributes() {
+                if !ctx.attributes.iter().any(|(k, _)| k == key) {
+                    ctx.attributes
+                        .push((key.to_owned(), AttrValue::Str(value.to_owned())));
+                }
+            }
+        }
         if let Some(address) = ctx.client_ip.and_then(|ip| self.client_ips.exported(ip)) {
             ctx.attributes.retain(|(key, _)| key != ATTR_CLIENT_ADDRESS);
             ctx.attributes
@@ -472,6 +486,7 @@ impl Processor {
     fn scrub_resource(&self, resource: &mut Option<Resource>, request: &RequestInfo) {
         if let Some(resource) = resource {
             self.scrub_key_values(&mut resource.attributes);
+            self.add_user_agent_attributes(&mut resource.attributes);
         }
         let Some(address) = request
             .client_ip
@@ -506,6 +521,19 @@ impl Processor {
             _ => {}
         }
         class != KeyClass::Fragment
+    }
+
+    /// Adds the parsed `user_agent.*` attributes (and `rum.device.class`) the resource lacks.
+    fn add_user_agent_attributes(&self, attributes: &mut Vec<KeyValue>) {
+        let Some(ua) = string_attribute(attributes, "user_agent.original") else {
+            return;
+        };
+        let parsed = self.user_agents.parse(ua);
+        for (key, value) in parsed.attributes() {
+            if !attributes.iter().any(|kv| kv.key == key) {
+                attributes.push(string_kv(key, value.to_owned()));
+            }
+        }
     }
 
     /// Adds `url.template` next to a `url.full` (already scrubbed) when the span has none.
@@ -1162,6 +1190,41 @@ mod tests {
             })
         );
         assert_eq!(logs[0].scope_logs[0].log_records.len(), 2);
+    }
+
+    #[test]
+    fn user_agents_are_parsed_onto_the_resource() {
+        const UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        let p = processor();
+        let mut b = batch();
+        b.context.user_agent = Some(UA.into());
+        b.context
+            .attributes
+            .push(("user_agent.name".into(), s("FromClient")));
+        p.process_batch(&mut b);
+        let get = |key: &str| {
+            b.context
+                .attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("user_agent.name"), Some(s("FromClient")));
+        assert_eq!(get("user_agent.os.name"), Some(s("iOS")));
+        assert_eq!(get("rum.device.class"), Some(s("mobile")));
+
+        let mut logs = vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("user_agent.original", sv(UA))],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        p.process_otlp_logs(&mut logs, &RequestInfo::default());
+        let res = &logs[0].resource.as_ref().unwrap().attributes;
+        assert_eq!(find(res, "user_agent.name"), Some(&sv("Safari")));
+        assert_eq!(find(res, "user_agent.os.version"), Some(&sv("17.0")));
+        assert_eq!(find(res, "rum.device.class"), Some(&sv("mobile")));
     }
 
     #[test]
