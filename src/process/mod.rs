@@ -26,7 +26,7 @@
 //! | --- | --- |
 //! | URLs: page, referrer, navigation, resources, HTTP calls | [`url::UrlRules::scrub`], then PII rules on the query; the page's and each call's `url.template` are kept in the model |
 //! | free text: error messages and stacks, log messages, CSS selectors (interaction and vital targets) | PII rules |
-//! | string attributes (also inside arrays and maps) | URL keys (`url.full`, `http.url`, `*url`, …) scrubbed as URLs, `url.query` as a query, `url.fragment` removed, user-id keys hashed, `user_agent.original` untouched, everything else PII rules |
+//! | string attributes (also inside arrays and maps) | URL keys (`url.full`, `http.url`, `*url`, …) scrubbed as URLs, `url.query` as a query, `url.fragment` removed, user-id keys hashed, `user_agent.original` and `server.address` untouched, everything else PII rules |
 //! | the user id | hashed, kept or dropped (`privacy.user_id`) |
 //! | the client's address ([`client_ip`]) | never exported, unless `privacy.export_client_ip`: then truncated, as the resource attribute `client.address` |
 //! | OTLP passthrough | resource, span, span-event, link and log attributes as above, span names and log bodies by PII rules; `url.template` added next to a `url.full` that has none |
@@ -127,8 +127,14 @@ pub struct Processor {
 /// Attribute keys holding a user id.
 const USER_ID_KEYS: [&str; 2] = ["user.id", "enduser.id"];
 /// Attribute keys left as they are: user agents are not personal data but look like IPs
-/// (`Chrome/120.0.0.0`).
-const UNTOUCHED_KEYS: [&str; 3] = ["user_agent.original", "http.user_agent", "url.template"];
+/// (`Chrome/120.0.0.0`), and a server's address is the server's, not the user's (URL hosts
+/// are kept too).
+const UNTOUCHED_KEYS: [&str; 4] = [
+    "user_agent.original",
+    "http.user_agent",
+    "url.template",
+    "server.address",
+];
 /// Attribute keys holding a whole (possibly relative) URL.
 const URL_KEYS: [&str; 6] = [
     "url.full",
@@ -1239,6 +1245,7 @@ mod tests {
             ("url.fragment", KeyClass::Fragment),
             ("user.id", KeyClass::UserId),
             ("user_agent.original", KeyClass::Untouched),
+            ("server.address", KeyClass::Untouched),
             ("url.template", KeyClass::Untouched),
             ("exception.message", KeyClass::Text),
             ("browser.css_selector", KeyClass::Text),
