@@ -14,7 +14,8 @@ use crate::config::{Config, Protocol};
 use crate::convert::metrics::{bridge_resource, MetricsAggregator};
 use crate::convert::ConvertOptions;
 use crate::export::Pipeline;
-use crate::receive::{self, apps::AppRegistry, EdgeState};
+use crate::process::Processor;
+use crate::receive::{self, apps::AppRegistry, rate_limit::RateLimits, EdgeState};
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum RunError {
     },
     #[error("cannot start exporters: {0}")]
     Export(#[from] crate::export::ExportError),
+    #[error("cannot compile processing rules: {0}")]
+    Process(#[from] crate::process::ProcessError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -55,6 +58,7 @@ pub async fn run_until(
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    let processor = Processor::new(&config, &metrics)?;
     let pipeline = Pipeline::start(&config.exporters, metrics.clone())?;
     for e in &config.exporters {
         match e.protocol {
@@ -101,6 +105,8 @@ pub async fn run_until(
         metrics: metrics.clone(),
         aggregator,
         convert: ConvertOptions::from(config.as_ref()),
+        processor,
+        rate_limits: RateLimits::new(&config.rate_limits),
         shutting_down: shutting_down.clone(),
         resource_attributes: config
             .resource_attributes

@@ -34,6 +34,12 @@ pub struct Reason {
     pub reason: &'static str,
 }
 
+/// A privacy rule (`email`, `card`, … or a configured pattern's name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Rule {
+    pub rule: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExporterSignal {
     pub exporter: String,
@@ -74,6 +80,11 @@ pub struct Metrics {
     pub queue_depth: Family<Exporter, Gauge>,
     /// Time of one export request, seconds.
     pub export_latency: Family<ExporterSignal, Histogram>,
+    /// Values redacted by the privacy rules, by rule.
+    pub privacy_redactions: Family<Rule, Counter>,
+    /// Items accepted but not exported as spans or logs (they still feed the aggregate
+    /// metrics), by reason (`sampled_out`, `no_consent`, `gpc`).
+    pub items_dropped: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +150,18 @@ impl Metrics {
             "Duration of one export request",
             export_latency.clone(),
         );
+        let privacy_redactions = Family::<Rule, Counter>::default();
+        registry.register(
+            "privacy_redactions",
+            "Values redacted by the privacy rules, by rule",
+            privacy_redactions.clone(),
+        );
+        let items_dropped = Family::<Reason, Counter>::default();
+        registry.register(
+            "items_dropped",
+            "Items accepted but not exported as spans or logs (sampling, consent), by reason",
+            items_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -149,6 +172,17 @@ impl Metrics {
             export_retries,
             queue_depth,
             export_latency,
+            privacy_redactions,
+            items_dropped,
+        }
+    }
+
+    /// Counts items held back from span/log export.
+    pub fn drop_items(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.items_dropped
+                .get_or_create(&Reason { reason })
+                .inc_by(n);
         }
     }
 

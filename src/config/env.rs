@@ -30,6 +30,7 @@
 //!   `resource_attributes` keys the file does not set; on any decode error the whole variable is
 //!   discarded with a warning. `OTEL_SERVICE_NAME` sets `telemetry.service_name` (the daemon's own
 //!   telemetry) unless the file sets it.
+//! - **Secrets.** `RUM_BRIDGE_USER_ID_KEY` sets `privacy.user_id_key` unless the file sets it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -59,6 +60,9 @@ pub(crate) fn overlay(config: &mut Config, env: EnvLookup<'_>) -> Result<(), Con
     overlay_resource(config, env);
     if config.telemetry.service_name.is_none() {
         config.telemetry.service_name = get(env, "OTEL_SERVICE_NAME");
+    }
+    if config.privacy.user_id_key.is_none() {
+        config.privacy.user_id_key = get(env, super::privacy::USER_ID_KEY_VAR);
     }
     overlay_exporter(config, env)
 }

@@ -11,9 +11,15 @@
 //! `config/rum-bridge.toml` documents every key.
 
 pub mod env;
+pub mod privacy;
+pub mod rate_limits;
+pub mod sampling;
 mod validate;
 
 pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
+pub use privacy::PrivacyConfig;
+pub use rate_limits::RateLimitsConfig;
+pub use sampling::SamplingConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +37,9 @@ pub struct Config {
     pub correlation: CorrelationConfig,
     pub metrics: MetricsConfig,
     pub telemetry: TelemetryConfig,
+    pub privacy: PrivacyConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub sampling: SamplingConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -61,6 +70,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// `Retry-After` seconds sent with 503 when the queue is full.
     pub retry_after_secs: u64,
+    /// Proxies (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` headers name the
+    /// client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +83,7 @@ impl Default for ServerConfig {
             cors_max_age_secs: 7200,
             shutdown_timeout: Duration::from_secs(10),
             retry_after_secs: 5,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -585,9 +598,13 @@ impl Config {
             .unwrap_or("rum-bridge")
     }
 
-    /// The configuration as TOML, with exporter header values (credentials) masked as `***`.
+    /// The configuration as TOML, with exporter header values (credentials) and the user-id
+    /// key masked as `***`.
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
         let mut shown = self.clone();
+        if let Some(key) = &mut shown.privacy.user_id_key {
+            *key = "***".to_owned();
+        }
         for exporter in &mut shown.exporters {
             for value in exporter.headers.values_mut() {
                 *value = "***".to_owned();
@@ -783,6 +800,73 @@ mod tests {
         assert_eq!(back.apps[0].allowed_origins, c.apps[0].allowed_origins);
     }
 
+    #[test]
+    fn redacted_toml_masks_the_user_id_key_and_env_fills_it() {
+        let mut c = Config::default();
+        c.privacy.user_id_key = Some("0123456789abcdef-secret".into());
+        let text = c.to_redacted_toml().unwrap();
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("user_id_key = \"***\""), "{text}");
+
+        let env = |name: &str| {
+            (name == privacy::USER_ID_KEY_VAR).then(|| "from-the-environment!".to_owned())
+        };
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(
+            c.privacy.user_id_key.as_deref(),
+            Some("from-the-environment!")
+        );
+        let file = write_temp("[privacy]\nuser_id_key = \"short\"\n");
+        let err = Config::load(Some(file.path()), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("privacy.user_id_key: must be at least 16 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn privacy_rules_are_validated_with_their_keys() {
+        let text = r#"
+[[privacy.pii.patterns]]
+name = "email"
+pattern = "x"
+[[privacy.pii.patterns]]
+name = "Bad Name"
+pattern = "("
+[[privacy.pii.patterns]]
+name = "empty"
+pattern = "a*"
+[[privacy.url.path_rules]]
+pattern = "[z-a]"
+replacement = "{a/b}"
+"#;
+        let err = Config::from_toml(text).unwrap().validate().unwrap_err();
+        let ConfigError::Invalid(problems) = &err else {
+            panic!("{err}")
+        };
+        let expected = [
+            "privacy.pii.patterns[0].name: \"email\" is a built-in rule name",
+            "privacy.pii.patterns[1].name: \"Bad Name\" must be lowercase letters, digits and _",
+            "privacy.pii.patterns[1].pattern: invalid regular expression: unclosed group",
+            "privacy.pii.patterns[2].pattern: matches the empty string, so it would match everywhere",
+            "privacy.url.path_rules[0].pattern: invalid regular expression: invalid character class range, the start must be <= the end",
+            "privacy.url.path_rules[0].replacement: \"{a/b}\" must not contain / ? or #",
+        ];
+        assert_eq!(problems, &expected, "{err}");
+
+        let text = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.local\"]\n\
+                    [privacy]\nclient_ip_v4_prefix = 33\nclient_ip_v6_prefix = 129\n";
+        let err = Config::from_toml(text).unwrap().validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid config:\n  server.trusted_proxies[1]: \"lb.local\" is not an IP address or \
+             CIDR (e.g. \"10.0.0.0/8\")\n  privacy.client_ip_v4_prefix: 33 is more than 32\n  \
+             privacy.client_ip_v6_prefix: 129 is more than 128"
+        );
+    }
+
     fn example_path() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rum-bridge.toml")
     }
@@ -810,6 +894,9 @@ mod tests {
         assert_eq!(show(&example.correlation), show(&defaults.correlation));
         assert_eq!(show(&example.metrics), show(&defaults.metrics));
         assert_eq!(show(&example.telemetry), show(&defaults.telemetry));
+        assert_eq!(show(&example.privacy), show(&defaults.privacy));
+        assert_eq!(show(&example.rate_limits), show(&defaults.rate_limits));
+        assert_eq!(show(&example.sampling), show(&defaults.sampling));
         let mut exporter = example.exporters[0].clone();
         exporter.endpoint = None;
         let mut default_exporter = ExporterConfig::new("collector", Protocol::Grpc);
@@ -828,6 +915,16 @@ mod tests {
         c.telemetry.service_name = Some("s".into());
         c.telemetry.self_traces_endpoint = Some("http://x:4317".into());
         c.resource_attributes.insert("free.form".into(), "v".into());
+        c.privacy.user_id_key = Some("k".repeat(16));
+        c.privacy.pii.patterns.push(privacy::PiiPattern {
+            name: "x".into(),
+            pattern: "x".into(),
+            replacement: "y".into(),
+        });
+        c.privacy.url.path_rules.push(privacy::PathRule {
+            pattern: "^x$".into(),
+            replacement: "{x}".into(),
+        });
         c.apps.push(AppConfig {
             name: "a".into(),
             key: "k".into(),

@@ -16,6 +16,9 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     limits(config, &mut p);
     metrics(config, &mut p);
     telemetry(config, &mut p);
+    p.0.extend(config.privacy.problems());
+    p.0.extend(config.rate_limits.problems());
+    p.0.extend(config.sampling.problems());
     for key in config.resource_attributes.keys() {
         if key.trim().is_empty() {
             p.add("resource_attributes", "keys must not be empty");
@@ -80,6 +83,11 @@ fn server(config: &Config, p: &mut Problems) {
                  the public listener"
             ),
         );
+    }
+    for (i, proxy) in config.server.trusted_proxies.iter().enumerate() {
+        if let Err(message) = crate::process::client_ip::parse_proxy(proxy) {
+            p.add(format!("server.trusted_proxies[{i}]"), message);
+        }
     }
 }
 

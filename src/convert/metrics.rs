@@ -67,6 +67,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::config::{MetricsConfig, Temporality};
 use crate::export::Payload;
 use crate::model::{PageContext, RumBatch, RumEvent, SpanRef, VitalName};
+use crate::process::url::UrlRules;
 
 // Attribute names.
 const APP_NAME: &str = "rum.app.name";
@@ -140,9 +141,6 @@ const CLS_BOUNDS: &[f64] = &[
 const HTTP_DURATION_BOUNDS_S: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
-
-/// Longest page path (bytes) turned into a `url.template`; longer paths are cut.
-const MAX_TEMPLATE_PATH: usize = 256;
 
 /// What a metric is called and which attributes its series keys hold.
 struct Descriptor {
@@ -298,7 +296,11 @@ impl MetricsAggregator {
             put_str(key, ctx.app.version.as_deref());
             put_str(key, ctx.app.environment.as_deref());
             let app_len = key.len();
-            put_url_template(key, ctx.page_url.as_deref());
+            put_url_template(
+                key,
+                ctx.page_url_template.as_deref(),
+                ctx.page_url.as_deref(),
+            );
             put_str(key, Some(device_class(ctx)));
             put_str(key, browser_name(ctx));
             let page_len = key.len();
@@ -368,7 +370,7 @@ impl MetricsAggregator {
                             }
                             _ => put_str(key, None),
                         }
-                        put_url_template(key, Some(&call.url));
+                        put_url_template(key, call.url_template.as_deref(), Some(&call.url));
                         match url_host(&call.url).or(page_host) {
                             Some(host) => put_str_with(key, |out| {
                                 out.extend(host.bytes().map(|b| b.to_ascii_lowercase()))
@@ -852,12 +854,16 @@ fn put_int(key: &mut Vec<u8>, value: Option<i64>) {
     }
 }
 
-fn put_url_template(key: &mut Vec<u8>, url: Option<&str>) {
-    match url {
-        Some(url) => put_str_with(key, |out| {
-            fold_url_path(url, |piece| out.extend_from_slice(piece.as_bytes()))
+/// Writes the `url.template` attribute: the one `process` computed, else the built-in
+/// template of the URL (batches that skipped processing, e.g. in tests).
+fn put_url_template(key: &mut Vec<u8>, template: Option<&str>, url: Option<&str>) {
+    match (template, url) {
+        (Some(template), _) => put_str(key, Some(template)),
+        (None, Some(url)) => put_str_with(key, |out| {
+            UrlRules::builtin()
+                .template_pieces(url, |piece| out.extend_from_slice(piece.as_bytes()))
         }),
-        None => key.push(ABSENT),
+        (None, None) => key.push(ABSENT),
     }
 }
 
@@ -921,57 +927,6 @@ fn string_attribute(key: &str, value: &str) -> KeyValue {
         }),
         ..Default::default()
     }
-}
-
-/// A low-cardinality path template of a URL: query and fragment dropped, segments that look
-/// like ids (numbers, UUIDs, hex strings of 8+ characters with a digit) replaced by `{id}`.
-///
-/// A stand-in until the privacy rules of `process` provide configurable templating.
-pub fn url_template(url: &str) -> String {
-    let mut template = String::new();
-    fold_url_path(url, |piece| template.push_str(piece));
-    template
-}
-
-/// Emits the pieces of `url`'s path template (see [`url_template`]).
-fn fold_url_path(url: &str, mut emit: impl FnMut(&str)) {
-    let (_, rest) = split_authority(url);
-    let path = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-    let mut end = path.len().min(MAX_TEMPLATE_PATH);
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    let path = &path[..end];
-    if !path.starts_with('/') {
-        emit("/");
-    }
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
-            emit("/");
-        }
-        emit(if looks_like_id(segment) {
-            "{id}"
-        } else {
-            segment
-        });
-    }
-}
-
-fn looks_like_id(segment: &str) -> bool {
-    let bytes = segment.as_bytes();
-    if bytes.is_empty() {
-        return false;
-    }
-    let is_uuid = bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        });
-    is_uuid
-        || bytes.iter().all(u8::is_ascii_digit)
-        || (bytes.len() >= 8
-            && bytes.iter().all(u8::is_ascii_hexdigit)
-            && bytes.iter().any(u8::is_ascii_digit))
 }
 
 /// Splits an absolute or scheme-relative URL into its authority and the rest (path, query,
@@ -1754,35 +1709,6 @@ mod tests {
             count_of("RangeError"),
             Some(number_data_point::Value::AsInt(1))
         );
-    }
-
-    #[test]
-    fn url_templates_fold_ids_and_drop_query_and_fragment() {
-        let cases = [
-            (
-                "https://shop.example.com/products/12345?ref=mail#top",
-                "/products/{id}",
-            ),
-            ("https://shop.example.com", "/"),
-            ("https://shop.example.com/", "/"),
-            ("https://shop.example.com?q=1", "/"),
-            (
-                "/users/550e8400-e29b-41d4-a716-446655440000/orders/",
-                "/users/{id}/orders/",
-            ),
-            ("/blobs/9f86d081884c7d65/raw", "/blobs/{id}/raw"),
-            ("/static/deadbeef/app.js", "/static/deadbeef/app.js"),
-            ("/v1/cafe/42", "/v1/cafe/{id}"),
-            ("//cdn.example.com/img/7", "/img/{id}"),
-            ("api/items/3", "/api/items/{id}"),
-            ("/redirect?to=https://evil.example.com/1", "/redirect"),
-            ("", "/"),
-        ];
-        for (url, template) in cases {
-            assert_eq!(url_template(url), template, "{url}");
-        }
-        let long = format!("/{}", "é".repeat(400));
-        assert!(url_template(&long).len() <= MAX_TEMPLATE_PATH);
     }
 
     #[test]

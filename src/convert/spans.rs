@@ -4,7 +4,8 @@
 //! dashboards built for them work on bridge data:
 //!
 //! - `documentLoad` (INTERNAL): start `fetchStart` (else `startTime`), end `loadEventEnd` (else
-//!   the latest milestone reported). Attributes `url.full`, `browser.navigation_timing.type`,
+//!   the latest milestone reported). Attributes `url.full`, `url.template` (when `process`
+//!   computed it), `browser.navigation_timing.type`,
 //!   `browser.navigation_timing.redirect_count`. Events named like the
 //!   `PerformanceNavigationTiming` fields (`fetchStart`, `unloadEventStart`, … `loadEventEnd`)
 //!   plus `firstPaint` / `firstContentfulPaint`; milestones not reached (0) are skipped.
@@ -14,9 +15,10 @@
 //!   `http.response.body.size` (encodedBodySize), `http.response.size` (transferSize),
 //!   `network.protocol.version`, and for resources `browser.resource_timing.initiator_type` /
 //!   `.render_blocking_status`. A response with its own `Server-Timing` trace gets a Link.
-//! - HTTP calls (CLIENT), named by the normalized method (`HTTP` for unknown methods): the
-//!   semconv HTTP client attributes (otel.md §1.5) and a Link to a `Server-Timing` trace that
-//!   is not the call's own.
+//! - HTTP calls (CLIENT), named `{method} {url.template}` when `process` computed the
+//!   template, else by the normalized method alone (`HTTP` for unknown methods): the semconv
+//!   HTTP client attributes (otel.md §1.5) with `url.template`, and a Link to a
+//!   `Server-Timing` trace that is not the call's own.
 //! - Interactions (INTERNAL), named by the DOM event type (`click`): `browser.css_selector`
 //!   (the target), and the INP phases in ms: `browser.interaction.input_delay`,
 //!   `browser.interaction.processing_duration`, `browser.interaction.presentation_delay`.
@@ -123,8 +125,9 @@ fn page_load(cx: &BatchContext, pl: &PageLoad, out: &mut Vec<Span>) {
     let page_url = nav.url.as_deref().or(cx.ctx.page_url.as_deref());
     let (start, end) = document_load_bounds(nav);
 
-    let mut attrs = cx.attrs(3);
+    let mut attrs = cx.attrs(4);
     attrs.opt_str("url.full", page_url);
+    attrs.opt_str("url.template", cx.ctx.page_url_template.as_deref());
     attrs.opt_str(
         "browser.navigation_timing.type",
         nav.navigation_type.as_deref(),
@@ -311,10 +314,14 @@ fn interaction_span(cx: &BatchContext, i: &Interaction) -> SpanRef {
 fn http_call(cx: &BatchContext, call: &HttpCall) -> Span {
     let (span, parent) = call_ids(cx, call);
     let (method, method_original) = normalize_method(&call.method);
-    let name = if method == OTHER_METHOD {
+    let method_name = if method == OTHER_METHOD {
         "HTTP"
     } else {
         method
+    };
+    let name = match call.url_template.as_deref() {
+        Some(template) => format!("{method_name} {template}"),
+        None => method_name.to_owned(),
     };
 
     let mut attrs = cx.attrs(12 + call.attributes.len());
@@ -323,6 +330,7 @@ fn http_call(cx: &BatchContext, call: &HttpCall) -> Span {
         attrs.str("http.request.method_original", &call.method);
     }
     url_attributes(&mut attrs, &call.url, cx.ctx.page_url.as_deref());
+    attrs.opt_str("url.template", call.url_template.as_deref());
     let status = call.status.filter(|s| *s != 0);
     if let Some(code) = status {
         attrs.int("http.response.status_code", i64::from(code));
@@ -366,7 +374,7 @@ fn http_call(cx: &BatchContext, call: &HttpCall) -> Span {
         span_id: span.span_id.to_vec(),
         parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
         flags: local_flags(SAMPLED),
-        name: name.to_owned(),
+        name,
         kind: SpanKind::Client as i32,
         start_time_unix_nano: cx.nanos(start),
         end_time_unix_nano: cx.nanos(end_after(start, start + call.duration)),
@@ -914,6 +922,29 @@ mod tests {
         assert_eq!(sp.status, None);
         assert_eq!(sp.start_time_unix_nano, 1_700_000_001_500_000_000);
         assert_eq!(sp.end_time_unix_nano, 1_700_000_001_580_000_000);
+    }
+
+    #[test]
+    fn http_call_with_template_is_named_by_it() {
+        let templated = HttpCall {
+            url_template: Some("/api/cart/{id}".into()),
+            ..call()
+        };
+        let unknown_method = HttpCall {
+            method: "PURGE".into(),
+            ..templated.clone()
+        };
+        let out = spans(vec![
+            RumEvent::HttpCall(templated),
+            RumEvent::HttpCall(unknown_method),
+        ]);
+        assert_eq!(out[0].name, "POST /api/cart/{id}");
+        assert_eq!(get(&out[0], "url.template"), Some(&s("/api/cart/{id}")));
+        assert_eq!(out[1].name, "HTTP /api/cart/{id}");
+        assert_eq!(
+            get(&spans(vec![RumEvent::HttpCall(call())])[0], "url.template"),
+            None
+        );
     }
 
     #[test]

@@ -57,7 +57,12 @@ pub struct PageContext {
     pub session_id: Option<String>,
     pub page_view_id: Option<String>,
     pub page_url: Option<String>,
+    /// `url.template` of the page (ids folded), set by `process` when it scrubs `page_url`.
+    pub page_url_template: Option<String>,
     pub referrer: Option<String>,
+    /// The client's address, as the edge found it (peer or trusted proxy headers). Used for
+    /// rate limiting and geo; never exported as is (`process` decides about `client.address`).
+    pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
     pub browser: BrowserInfo,
     /// Hashed or plain user id (privacy rules decide, in `process`).
@@ -332,6 +337,8 @@ pub struct Interaction {
 pub struct HttpCall {
     pub method: String,
     pub url: String,
+    /// `url.template` (ids folded), set by `process` when it scrubs `url`.
+    pub url_template: Option<String>,
     /// Absent or 0: no response (network error, abort).
     pub status: Option<u16>,
     pub start: f64,

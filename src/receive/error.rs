@@ -6,6 +6,15 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+/// Which rate limit a request hit (`[rate_limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// The client address's bucket.
+    Ip,
+    /// The app's bucket.
+    App,
+}
+
 /// Why the edge refused a request.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -24,6 +33,11 @@ pub enum EdgeError {
     UnknownApp { detail: String },
     #[error("origin not allowed")]
     OriginNotAllowed { origin: String },
+    #[error("rate limited, retry later")]
+    RateLimited {
+        scope: RateScope,
+        retry_after_secs: u64,
+    },
     #[error("queue full, retry later")]
     QueueFull { retry_after_secs: u64 },
     #[error("shutting down, retry later")]
@@ -41,6 +55,7 @@ impl EdgeError {
             EdgeError::Malformed { .. } => StatusCode::BAD_REQUEST,
             EdgeError::UnknownApp { .. } => StatusCode::UNAUTHORIZED,
             EdgeError::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
+            EdgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::QueueFull { .. } | EdgeError::ShuttingDown { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -62,6 +77,14 @@ impl EdgeError {
             EdgeError::Malformed { reason, .. } => reason,
             EdgeError::UnknownApp { .. } => "unknown_app",
             EdgeError::OriginNotAllowed { .. } => "origin_not_allowed",
+            EdgeError::RateLimited {
+                scope: RateScope::Ip,
+                ..
+            } => "rate_limited_ip",
+            EdgeError::RateLimited {
+                scope: RateScope::App,
+                ..
+            } => "rate_limited_app",
             EdgeError::QueueFull { .. } => "queue_full",
             EdgeError::ShuttingDown { .. } => "shutting_down",
         }
@@ -91,6 +114,16 @@ impl EdgeError {
             EdgeError::OriginNotAllowed { origin } => {
                 format!("origin `{origin}` is not in the app's allowed_origins")
             }
+            EdgeError::RateLimited {
+                scope,
+                retry_after_secs,
+            } => {
+                let whose = match scope {
+                    RateScope::Ip => "this client address",
+                    RateScope::App => "this app",
+                };
+                format!("too many requests from {whose}; retry after {retry_after_secs} s")
+            }
             EdgeError::QueueFull { retry_after_secs }
             | EdgeError::ShuttingDown { retry_after_secs } => {
                 format!("retry after {retry_after_secs} s")
@@ -101,7 +134,10 @@ impl EdgeError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             EdgeError::QueueFull { retry_after_secs }
-            | EdgeError::ShuttingDown { retry_after_secs } => Some(*retry_after_secs),
+            | EdgeError::ShuttingDown { retry_after_secs }
+            | EdgeError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         }
     }

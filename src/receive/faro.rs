@@ -32,6 +32,7 @@ mod perf;
 mod tests;
 mod traces;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,7 +47,8 @@ use serde_json::value::RawValue;
 use super::apps::Resolved;
 use super::body::body_format;
 use super::error::{json_body, EdgeError};
-use super::{accepted, cors, header_str, now_ms, EdgeState};
+use super::client_ip::ClientIp;
+use super::{accepted, cors, header_str, now_ms, request_info, EdgeState};
 use crate::config::LimitsConfig;
 use crate::model::{Rejected, RumBatch, RumEvent};
 use items::{Items, Section};
@@ -219,20 +221,22 @@ pub fn decode(
 /// `POST /collect`: the app key, if any, is in `x-api-key`.
 pub(super) async fn ingest(
     State(st): State<Arc<EdgeState>>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    collect(&st, None, &headers, body).await
+    collect(&st, None, client_ip, &headers, body).await
 }
 
 /// `POST /collect/{app_key}`: the Grafana Cloud URL shape, the key in the path.
 pub(super) async fn ingest_with_key(
     State(st): State<Arc<EdgeState>>,
     Path(app_key): Path<String>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    collect(&st, Some(&app_key), &headers, body).await
+    collect(&st, Some(&app_key), client_ip, &headers, body).await
 }
 
 /// CORS preflight of the Faro routes: the Faro SDK's headers are allowed.
@@ -252,16 +256,19 @@ pub(super) async fn preflight(State(st): State<Arc<EdgeState>>, headers: HeaderM
 async fn collect(
     st: &EdgeState,
     path_key: Option<&str>,
+    client_ip: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
         st.check_open()?;
+        st.rate_limits.check_ip(client_ip)?;
         body_format(headers, false)?;
         let key = path_key.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
         let app = st
             .apps
             .authorize(key, header_str(headers, header::ORIGIN))?;
+        st.rate_limits.check_app(&app)?;
         let retry = idempotency_key(headers).map(|k| retry_key(app_identity(&app), k));
         if retry.is_some_and(|r| st.faro.is_retry(r, Instant::now())) {
             st.metrics.reject("duplicate_batch");
@@ -269,7 +276,7 @@ async fn collect(
             return Ok(accepted(json_body(&body), "application/json"));
         }
         let bytes = st.read(headers, body).await?;
-        let response = st.handle_faro(&app, headers, &bytes)?;
+        let response = st.handle_faro(&app, client_ip, headers, &bytes)?;
         if let Some(r) = retry {
             st.faro.accepted(r, Instant::now());
         }
@@ -300,6 +307,7 @@ impl EdgeState {
     fn handle_faro(
         &self,
         app: &Resolved,
+        client_ip: Option<IpAddr>,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Response, EdgeError> {
@@ -330,20 +338,37 @@ impl EdgeState {
             ctx.sent_at_ms = Some(newest);
             crate::process::skew::correct_clock_skew(ctx, threshold);
         }
+        ctx.client_ip = client_ip;
         self.correlate_page_view(ctx, has_navigation);
 
+        // The same privacy rules as every other format: scrub, then sample and apply consent.
+        self.processor.process_batch(&mut batch);
+        let request = request_info(client_ip, headers, app);
+        let withheld = self.processor.withhold(&mut batch, &request);
         let mut payload = crate::convert::convert(&batch, &self.convert);
         traces::enrich(
             &mut resource_spans,
             &batch.context,
             matches!(app, Resolved::Known(_)),
         );
+        if let Some(d) = self
+            .processor
+            .process_otlp_spans(&mut resource_spans, &request)
+        {
+            self.metrics.drop_items(d.reason, d.count as u64);
+        }
         let calls = match &self.aggregator {
             Some(_) => traces::http_calls(&resource_spans),
             None => Vec::new(),
         };
         payload.spans.append(&mut resource_spans);
         self.submit(payload)?;
+        // Withheld events (sampling, consent) still count in the aggregate metrics.
+        if let Some(withheld) = withheld {
+            self.metrics
+                .drop_items(withheld.reason, withheld.events.len() as u64);
+            batch.events.extend(withheld.events);
+        }
 
         for event in &batch.events {
             self.metrics.accept(event.kind(), 1);

@@ -6,11 +6,13 @@
 
 pub mod apps;
 pub mod body;
+pub mod client_ip;
 pub mod cors;
 pub mod error;
 pub mod faro;
 pub mod native;
 pub mod otlp;
+pub mod rate_limit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,10 +35,13 @@ use crate::convert::metrics::MetricsAggregator;
 use crate::convert::ConvertOptions;
 use crate::export::{Backpressure, Payload, Pipeline};
 use crate::model::{PageContext, RumBatch};
+use crate::process::{Processor, RequestInfo};
 
 use apps::{AppRegistry, Resolved};
 use body::{body_format, read_body, BodyFormat};
+use client_ip::ClientIp;
 use error::EdgeError;
+use rate_limit::RateLimits;
 
 /// Everything a handler needs, shared by all requests.
 pub struct EdgeState {
@@ -46,6 +51,9 @@ pub struct EdgeState {
     pub metrics: Arc<Metrics>,
     pub aggregator: Option<Arc<MetricsAggregator>>,
     pub convert: ConvertOptions,
+    /// Privacy rules, applied to every batch before it is converted or passed through.
+    pub processor: Processor,
+    pub rate_limits: RateLimits,
     pub shutting_down: Arc<AtomicBool>,
     /// Operator resource attributes added to every exported resource.
     pub resource_attributes: Vec<(String, String)>,
@@ -222,6 +230,7 @@ impl EdgeState {
         headers: &HeaderMap,
         query: &KeyQuery,
         body: &[u8],
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Response, EdgeError> {
         let mut batch: RumBatch =
             native::decode(body, &self.config.limits).map_err(|e| EdgeError::Malformed {
@@ -236,13 +245,24 @@ impl EdgeState {
             .or_else(|| key_outside_body(headers, query).map(str::to_owned));
         let origin = header_str(headers, header::ORIGIN);
         let app = self.apps.authorize(key.as_deref(), origin)?;
+        self.rate_limits.check_app(&app)?;
         self.complete_context(&mut batch.context, &app, headers);
+        batch.context.client_ip = client_ip;
         crate::process::skew::correct_clock_skew(
             &mut batch.context,
             self.config.correlation.clock_skew_threshold_ms as f64,
         );
+        self.processor.process_batch(&mut batch);
+        let request = request_info(client_ip, headers, &app);
+        let withheld = self.processor.withhold(&mut batch, &request);
         let payload = crate::convert::convert(&batch, &self.convert);
         self.submit(payload)?;
+        // Withheld events (sampling, consent) still count in the aggregate metrics.
+        if let Some(withheld) = withheld {
+            self.metrics
+                .drop_items(withheld.reason, withheld.events.len() as u64);
+            batch.events.extend(withheld.events);
+        }
         if let Some(agg) = &self.aggregator {
             let page_span = crate::convert::page_span(&batch.context, self.convert.page_load);
             agg.record_batch_with_page_span(&batch, Some(page_span));
@@ -286,6 +306,24 @@ impl EdgeState {
     }
 }
 
+/// What the processing rules need to know about a request beyond its body.
+pub(crate) fn request_info(
+    client_ip: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    app: &Resolved,
+) -> RequestInfo {
+    RequestInfo {
+        client_ip,
+        gpc: headers
+            .get("sec-gpc")
+            .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
+        sample_rate: match app {
+            Resolved::Known(app) => app.sample_rate,
+            Resolved::Development(_) => None,
+        },
+    }
+}
+
 /// `202 Accepted` with a body in the request's encoding.
 fn accepted(body: Vec<u8>, content_type: &'static str) -> Response {
     (
@@ -315,11 +353,13 @@ async fn preflight(State(st): State<Arc<EdgeState>>, headers: HeaderMap) -> Resp
 async fn ingest_native(
     State(st): State<Arc<EdgeState>>,
     Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
         st.check_open()?;
+        st.rate_limits.check_ip(client_ip)?;
         body_format(&headers, false)?;
         // A key outside the body (header or query) is checked before the body is read; a key
         // inside it (sendBeacon cannot set headers) only after decoding.
@@ -328,30 +368,38 @@ async fn ingest_native(
                 .authorize(Some(key), header_str(&headers, header::ORIGIN))?;
         }
         let bytes = st.read(&headers, body).await?;
-        st.handle_native(&headers, &query, &bytes)
+        st.handle_native(&headers, &query, &bytes, client_ip)
     }
     .await;
     st.finish("/v1/rum", &headers, result)
 }
 
-/// The three OTLP routes: auth before the body (the key is outside it, so unknown apps never
-/// cost a body read), read, decode, enrich and normalize, enqueue.
+/// The three OTLP routes: rate limit and auth before the body (the key is outside it, so
+/// unknown apps never cost a body read), read, decode, enrich and normalize, apply the privacy
+/// rules, enqueue.
 async fn ingest_otlp<T: otlp::OtlpRequest>(
     State(st): State<Arc<EdgeState>>,
     Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
         st.check_open()?;
+        st.rate_limits.check_ip(client_ip)?;
         let format = body_format(&headers, true)?;
         let app = st.apps.authorize(
             key_outside_body(&headers, &query),
             header_str(&headers, header::ORIGIN),
         )?;
+        st.rate_limits.check_app(&app)?;
         let bytes = st.read(&headers, body).await?;
         let mut req = otlp::decode::<T>(&bytes, format)?;
         let n = req.prepare(&st.enrichment(&app, &headers));
+        let request = request_info(client_ip, &headers, &app);
+        if let Some(d) = req.apply_privacy(&st.processor, &request) {
+            st.metrics.drop_items(d.reason, d.count as u64);
+        }
         st.submit(req.into_payload())?;
         st.metrics.accept(T::KIND, n as u64);
         Ok(otlp_accepted(format))

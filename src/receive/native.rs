@@ -752,6 +752,7 @@ impl RawEvent<'_> {
             _ => ctx.s(i),
         });
         Ok(RumEvent::HttpCall(HttpCall {
+            url_template: None,
             method: self.method.map_or_else(|| "GET".to_owned(), |m| ctx.s(m)),
             url: ctx.s(required(self.url, "url")?),
             // 0 is how browsers report "no response".

@@ -19,6 +19,7 @@ use super::body::BodyFormat;
 use super::error::EdgeError;
 use crate::convert::attrs::kv;
 use crate::export::Payload;
+use crate::process::{Dropped, Processor, RequestInfo};
 
 /// Decodes an OTLP export request in JSON (hex ids, string or number 64-bit fields) or protobuf.
 pub fn decode<T: Message + Default + DeserializeOwned>(
@@ -89,6 +90,8 @@ pub trait OtlpRequest: Message + Default + DeserializeOwned {
     const KIND: &'static str;
     /// Enriches resources and normalizes attributes; returns the number of items.
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize;
+    /// Scrubs, samples and applies consent; reports what was dropped.
+    fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped>;
     fn into_payload(self) -> Payload;
 }
 
@@ -97,6 +100,9 @@ impl OtlpRequest for ExportTraceServiceRequest {
     const KIND: &'static str = "span";
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
         prepare_traces(self, enrich)
+    }
+    fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped> {
+        processor.process_otlp_spans(&mut self.resource_spans, request)
     }
     fn into_payload(self) -> Payload {
         Payload {
@@ -112,6 +118,9 @@ impl OtlpRequest for ExportLogsServiceRequest {
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
         prepare_logs(self, enrich)
     }
+    fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped> {
+        processor.process_otlp_logs(&mut self.resource_logs, request)
+    }
     fn into_payload(self) -> Payload {
         Payload {
             logs: self.resource_logs,
@@ -125,6 +134,10 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     const KIND: &'static str = "metric";
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
         prepare_metrics(self, enrich)
+    }
+    /// Metric points carry no per-user data the rules act on; they pass as they are.
+    fn apply_privacy(&mut self, _: &Processor, _: &RequestInfo) -> Option<Dropped> {
+        None
     }
     fn into_payload(self) -> Payload {
         Payload {

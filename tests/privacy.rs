@@ -1,0 +1,317 @@
+//! Privacy end to end: OTLP/HTTP JSON traces and logs full of personal data go through the
+//! real daemon into a real collector; none of it may arrive, while the rest of the telemetry
+//! does.
+
+mod common;
+
+use common::*;
+use rum_bridge::config::privacy::UserIdMode;
+use rum_bridge::process::pii::UserIds;
+use serde_json::json;
+
+const EMAIL: &str = "alice.smith@example.com";
+const EMAIL_ENCODED: &str = "alice.smith%40example.com";
+const CARD: &str = "4111 1111 1111 1111";
+const CARD_PLAIN: &str = "5500005555555559";
+const BEARER: &str = "sk_live_51HxYzAbC123";
+const JWT: &str =
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+const USER_NUMBER: &str = "9876543210";
+const ORDER_UUID: &str = "550e8400-e29b-41d4-a716-446655440000";
+const RESET_TOKEN: &str = "a8Fk29xQ7mP3zL0w";
+const CLIENT_IP: &str = "203.0.113.77";
+const SPOOFED_IP: &str = "198.51.100.23";
+const PASSWORD: &str = "hunter2pw";
+const USER_ID: &str = "customer-31337";
+const USER_ID_KEY: &str = "test-key-0123456789abcdef";
+
+const TRACE_ID: &str = "5b8efff798038103d269b633813fc60c";
+
+fn s(key: &str, value: &str) -> serde_json::Value {
+    json!({ "key": key, "value": { "stringValue": value } })
+}
+
+fn traces() -> serde_json::Value {
+    let url = format!(
+        "https://bob:{PASSWORD}@api.example.com/users/{USER_NUMBER}/orders/{ORDER_UUID}?email={EMAIL_ENCODED}&jwt={JWT}&utm_source=newsletter#frag-{RESET_TOKEN}"
+    );
+    json!({
+        "resourceSpans": [{
+            "resource": { "attributes": [
+                s("service.name", "privacy-shop"),
+                s("app.owner", EMAIL),
+            ]},
+            "scopeSpans": [{
+                "scope": { "name": "@opentelemetry/instrumentation-fetch" },
+                "spans": [
+                    {
+                        "traceId": TRACE_ID,
+                        "spanId": "051581bf3cb55c13",
+                        "name": "HTTP GET",
+                        "kind": 3,
+                        "startTimeUnixNano": "1700000000000000000",
+                        "endTimeUnixNano": "1700000000100000000",
+                        "attributes": [
+                            s("http.method", "GET"),
+                            s("http.url", &url),
+                            s("user.id", USER_ID),
+                            s("http.request.header.authorization", &format!("Bearer {BEARER}")),
+                            s("component", "fetch"),
+                        ],
+                    },
+                    {
+                        "traceId": TRACE_ID,
+                        "spanId": "051581bf3cb55c14",
+                        "name": format!("reset for {EMAIL}"),
+                        "kind": 1,
+                        "startTimeUnixNano": "1700000000000000000",
+                        "endTimeUnixNano": "1700000000100000000",
+                        "attributes": [
+                            s("browser.css_selector", "#checkout-button"),
+                            s("page.url", &format!("https://shop.example.com/reset/{RESET_TOKEN}")),
+                        ],
+                        "events": [{
+                            "name": "exception",
+                            "timeUnixNano": "1700000000050000000",
+                            "attributes": [
+                                s("exception.type", "TypeError"),
+                                s("exception.message", &format!("payment failed for {CARD} from {CLIENT_IP}")),
+                                s("exception.stacktrace", &format!("TypeError: {EMAIL}\n    at pay (https://shop.example.com/app.js:10:5)")),
+                            ],
+                        }],
+                    }
+                ]
+            }]
+        }]
+    })
+}
+
+fn logs() -> serde_json::Value {
+    json!({
+        "resourceLogs": [{
+            "resource": { "attributes": [ s("service.name", "privacy-shop") ] },
+            "scopeLogs": [{
+                "scope": { "name": "console" },
+                "logRecords": [
+                    {
+                        "timeUnixNano": "1700000000000000000",
+                        "severityNumber": 9,
+                        "body": { "stringValue": format!("checkout by {EMAIL} with card {CARD_PLAIN}") },
+                        "attributes": [
+                            s("session.id", "sess-visible-1"),
+                            s("url.full", &format!("https://shop.example.com/account/{USER_NUMBER}?token={BEARER}")),
+                        ],
+                        "traceId": TRACE_ID,
+                        "spanId": "051581bf3cb55c14",
+                    },
+                    {
+                        "timeUnixNano": "1700000000000000000",
+                        "severityNumber": 17,
+                        "eventName": "exception",
+                        "body": { "kvlistValue": { "values": [
+                            s("message", &format!("Authorization: Bearer {BEARER}; token {JWT}")),
+                        ]}},
+                        "attributes": [ s("enduser.id", USER_ID) ],
+                    }
+                ]
+            }]
+        }]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_never_reaches_the_collector() {
+    let sink = Sink::start().await;
+    let rotel = Rotel::start(&sink).await;
+    // Keys before the first table header land in the harness's [server] table.
+    let config = format!(
+        "trusted_proxies = [\"127.0.0.1\"]\n[privacy]\nexport_client_ip = true\n\n{}",
+        grpc_exporter_toml(rotel.grpc)
+    );
+    let bridge = Bridge::start_with_env(&config, &[("RUM_BRIDGE_USER_ID_KEY", USER_ID_KEY)]).await;
+
+    for (path, body) in [("/v1/traces", traces()), ("/v1/logs", logs())] {
+        let resp = bridge
+            .client
+            .post(bridge.url(path))
+            .header("content-type", "application/json")
+            // The first entry is forged by the client; the proxy (127.0.0.1) appended the
+            // second, the client's real address.
+            .header("x-forwarded-for", format!("{SPOOFED_IP}, {CLIENT_IP}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{path}: {}", resp.text().await.unwrap());
+    }
+
+    poll("spans and logs at the collector", WAIT, || {
+        (sink.spans().len() >= 2 && sink.logs().len() >= 2).then_some(())
+    })
+    .await;
+    let exported = {
+        let r = sink.received.lock().unwrap();
+        format!("{:?}\n{:?}", r.traces, r.logs)
+    };
+
+    for secret in [
+        EMAIL,
+        EMAIL_ENCODED,
+        "alice.smith",
+        CARD,
+        CARD_PLAIN,
+        BEARER,
+        JWT,
+        "eyJhbGciOiJIUzI1NiJ9",
+        USER_NUMBER,
+        ORDER_UUID,
+        RESET_TOKEN,
+        CLIENT_IP,
+        SPOOFED_IP,
+        PASSWORD,
+        "bob:",
+        USER_ID,
+        "frag-",
+    ] {
+        assert!(
+            !exported.contains(secret),
+            "{secret:?} reached the collector:\n{exported}"
+        );
+    }
+
+    // What is not personal data arrives intact.
+    let spans = sink.spans();
+    let fetch = spans
+        .iter()
+        .find(|s| hex(&s.span.span_id) == "051581bf3cb55c13")
+        .expect("fetch span");
+    assert_eq!(fetch.span.name, "GET");
+    assert_eq!(hex(&fetch.span.trace_id), TRACE_ID);
+    let attrs = &fetch.span.attributes;
+    assert_eq!(
+        attr(attrs, "url.full").as_deref(),
+        Some(
+            "https://REDACTED:REDACTED@api.example.com/users/{id}/orders/{id}\
+             ?email=REDACTED&jwt=REDACTED&utm_source=newsletter"
+        )
+    );
+    assert_eq!(
+        attr(attrs, "url.template").as_deref(),
+        Some("/users/{id}/orders/{id}")
+    );
+    assert_eq!(attr(attrs, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(attr(attrs, "component").as_deref(), Some("fetch"));
+    let expected_user = UserIds::new(UserIdMode::Hash, Some(USER_ID_KEY)).hash(USER_ID);
+    assert_eq!(attr(attrs, "user.id"), Some(expected_user.clone()));
+    assert_eq!(
+        attr(&fetch.resource.attributes, "service.name").as_deref(),
+        Some("privacy-shop")
+    );
+    assert_eq!(
+        attr(&fetch.resource.attributes, "app.owner").as_deref(),
+        Some("[email]")
+    );
+    // The client's address, found through the trusted proxy and truncated to its /24.
+    assert_eq!(
+        attr(&fetch.resource.attributes, "client.address").as_deref(),
+        Some("203.0.113.0")
+    );
+
+    let reset = spans
+        .iter()
+        .find(|s| hex(&s.span.span_id) == "051581bf3cb55c14")
+        .expect("reset span");
+    assert_eq!(reset.span.name, "reset for [email]");
+    assert_eq!(
+        attr(&reset.span.attributes, "browser.css_selector").as_deref(),
+        Some("#checkout-button")
+    );
+    let exception = &reset.span.events[0].attributes;
+    assert_eq!(
+        attr(exception, "exception.message").as_deref(),
+        Some("payment failed for [card] from [ip]")
+    );
+    assert_eq!(
+        attr(exception, "exception.type").as_deref(),
+        Some("TypeError")
+    );
+    assert!(attr(exception, "exception.stacktrace")
+        .unwrap()
+        .contains("at pay (https://shop.example.com/app.js:10:5)"));
+
+    let logs = sink.logs();
+    let console = logs
+        .iter()
+        .find(|l| l.record.severity_number == 9)
+        .expect("console log");
+    assert_eq!(
+        format!("{:?}", console.record.body),
+        format!(
+            "{:?}",
+            Some(string_value("checkout by [email] with card [card]"))
+        )
+    );
+    assert_eq!(
+        attr(&console.record.attributes, "session.id").as_deref(),
+        Some("sess-visible-1")
+    );
+    assert_eq!(
+        attr(&console.record.attributes, "url.full").as_deref(),
+        Some("https://shop.example.com/account/{id}?token=REDACTED")
+    );
+    let exception_log = logs
+        .iter()
+        .find(|l| l.record.severity_number == 17)
+        .expect("exception log");
+    assert_eq!(
+        attr(&exception_log.record.attributes, "enduser.id"),
+        Some(expected_user)
+    );
+    assert!(format!("{:?}", exception_log.record.body).contains("Bearer [token]; token [jwt]"));
+
+    for rule in ["email", "card", "bearer", "jwt", "ipv4"] {
+        let series = format!("rum_bridge_privacy_redactions_total{{rule=\"{rule}\"}}");
+        assert!(bridge.metric(&series).await >= 1.0, "{series}");
+    }
+}
+
+fn string_value(text: &str) -> opentelemetry_proto::tonic::common::v1::AnyValue {
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+    AnyValue {
+        value: Some(Value::StringValue(text.to_owned())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_get_429_with_retry_after() {
+    let bridge =
+        Bridge::start("[rate_limits]\nper_ip_requests_per_second = 1\nper_ip_burst = 2\n").await;
+    let send = || async {
+        bridge
+            .client
+            .post(bridge.url("/v1/traces"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(send().await.status(), 202);
+    assert_eq!(send().await.status(), 202);
+    let refused = send().await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert_eq!(body["reason"], "rate_limited_ip");
+    assert_eq!(
+        bridge
+            .metric("rum_bridge_items_rejected_total{reason=\"rate_limited_ip\"}")
+            .await,
+        1.0
+    );
+}
