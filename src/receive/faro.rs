@@ -46,8 +46,8 @@ use serde_json::value::RawValue;
 
 use super::apps::Resolved;
 use super::body::body_format;
-use super::error::{json_body, EdgeError};
 use super::client_ip::ClientIp;
+use super::error::{json_body, EdgeError};
 use super::{accepted, cors, header_str, now_ms, request_info, EdgeState};
 use crate::config::LimitsConfig;
 use crate::model::{Rejected, RumBatch, RumEvent};
