@@ -778,7 +778,7 @@ mod tests {
         let mut config = exporter_config("collector", Protocol::HttpProtobuf);
         config.endpoint = Some(endpoint);
         fast_retries(&mut config);
-        config.retry.max_elapsed = Duration::from_millis(50);
+        config.retry.max_elapsed = Duration::from_millis(400);
         let metrics = Arc::new(Metrics::new());
         let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
         pipeline.submit(spans_payload("shop", 0..2)).unwrap();

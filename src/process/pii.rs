@@ -10,8 +10,8 @@
 //! | `card` | 13–19 digits starting 2–6, single spaces or dashes between, passing the Luhn check | `[card]` |
 //! | `bearer` | `Bearer <token>` (any case; a token that is not a plain lowercase word) | `Bearer [token]` |
 //! | `jwt` | `eyJ….eyJ….…` (JWS/JWE compact form) | `[jwt]` |
-//! | `ipv4` | dotted quads that parse as an address and are not part of a longer dotted number | `[ip]` |
-//! | `ipv6` | colon forms (also `::`-compressed and IPv4-mapped) that parse as an address and contain a digit | `[ip]` |
+//! | `ipv4` | dotted quads that parse as an address and are not part of a longer dotted number; loopback and `0.0.0.0` kept | `[ip]` |
+//! | `ipv6` | colon forms (also `::`-compressed and IPv4-mapped) that parse as an address and contain a digit; `::1` and `::` kept | `[ip]` |
 //! | custom | `[[privacy.pii.patterns]]` | the pattern's replacement |
 //!
 //! The built-in rules are one regex (an alternation of named groups), so a text is scanned
@@ -251,13 +251,20 @@ impl Kind {
                 let longer = before == Some(b'.')
                     || (after.first() == Some(&b'.')
                         && after.get(1).is_some_and(u8::is_ascii_digit));
-                !longer && found.parse::<Ipv4Addr>().is_ok()
+                // Loopback and unspecified addresses name no person (and keep the
+                // stack frames of pages served from 127.0.0.1 resolvable).
+                !longer
+                    && found
+                        .parse::<Ipv4Addr>()
+                        .is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified())
             }
             Kind::Ipv6 => {
                 let inside_word = before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b':');
                 !inside_word
                     && found.bytes().any(|b| b.is_ascii_digit())
-                    && found.parse::<Ipv6Addr>().is_ok()
+                    && found
+                        .parse::<Ipv6Addr>()
+                        .is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified())
             }
         }
     }
@@ -383,6 +390,8 @@ mod tests {
             ("client 2001:db8::8a2e:370:7334 said", "client [ip] said"),
             ("peer [fe80::1]", "peer [[ip]]"),
             ("mapped ::ffff:192.0.2.1 ok", "mapped [ip] ok"),
+            ("at http://127.0.0.1:8080/app.js:1:2", "at http://127.0.0.1:8080/app.js:1:2"),
+            ("bound to 0.0.0.0 and [::1]", "bound to 0.0.0.0 and [::1]"),
         ];
         for (input, output) in cases {
             assert_eq!(rules().redact(input), output, "{input}");
