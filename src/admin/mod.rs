@@ -85,6 +85,8 @@ pub struct Metrics {
     /// Items accepted but not exported as spans or logs (they still feed the aggregate
     /// metrics), by reason (`sampled_out`, `no_consent`, `gpc`).
     pub items_dropped: Family<Reason, Counter>,
+    /// Attributes (and array or map entries) cut by `limits.max_attributes_per_item`.
+    pub attributes_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -162,6 +164,12 @@ impl Metrics {
             "Items accepted but not exported as spans or logs (sampling, consent), by reason",
             items_dropped.clone(),
         );
+        let attributes_dropped = Counter::default();
+        registry.register(
+            "attributes_dropped",
+            "Attributes and array or map entries cut by limits.max_attributes_per_item",
+            attributes_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -174,6 +182,7 @@ impl Metrics {
             export_latency,
             privacy_redactions,
             items_dropped,
+            attributes_dropped,
         }
     }
 

@@ -102,6 +102,9 @@ pub struct LimitsConfig {
     pub max_resources_per_page_load: usize,
     /// Longest attribute string value kept (longer ones are truncated).
     pub max_attribute_value_len: usize,
+    /// Most attributes kept on one resource, span, event, link or log record (and entries in
+    /// one array or map value); the rest are cut and recorded in `dropped_attributes_count`.
+    pub max_attributes_per_item: usize,
 }
 
 impl Default for LimitsConfig {
@@ -112,6 +115,7 @@ impl Default for LimitsConfig {
             max_events_per_batch: 1000,
             max_resources_per_page_load: 100,
             max_attribute_value_len: 4096,
+            max_attributes_per_item: 128,
         }
     }
 }

@@ -101,6 +101,7 @@ fn limits(config: &Config, p: &mut Problems) {
         l.max_resources_per_page_load,
     );
     p.positive("limits.max_attribute_value_len", l.max_attribute_value_len);
+    p.positive("limits.max_attributes_per_item", l.max_attributes_per_item);
 }
 
 fn metrics(config: &Config, p: &mut Problems) {

@@ -17,6 +17,9 @@
 //! - **enrichment**: user-agent parsing ([`user_agent`]: `user_agent.name/version/os.*`,
 //!   `rum.device.class`) on the resource; geo lookup and source maps are to come.
 //!
+//! - **size caps** ([`limits`]): attributes per item and value lengths, on every payload just
+//!   before it is queued.
+//!
 //! Rules are data from the configuration, compiled once at start-up ([`Processor::new`]);
 //! applying them must be cheap and must never panic on hostile input.
 //!
@@ -32,6 +35,7 @@
 //! | OTLP passthrough | resource, span, span-event, link and log attributes as above, span names and log bodies by PII rules; `url.template` added next to a `url.full` that has none |
 
 pub mod client_ip;
+pub mod limits;
 pub mod pii;
 pub mod sampling;
 pub mod skew;

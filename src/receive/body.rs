@@ -111,23 +111,72 @@ pub async fn read_body(
     }
 }
 
-/// Decompresses gzip, refusing output larger than `limit`.
+/// Decompresses gzip, refusing output larger than `limit`. The output buffer never grows
+/// beyond `limit` (no doubling past it), so a bomb costs at most `limit` bytes of memory.
 pub fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, EdgeError> {
+    let invalid = |e: std::io::Error| EdgeError::Malformed {
+        reason: "invalid_gzip",
+        detail: format!("the body is not valid gzip: {e}"),
+    };
     let mut out = Vec::with_capacity((data.len() * 4).min(limit));
-    let mut decoder = flate2::read::MultiGzDecoder::new(data).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| EdgeError::Malformed {
-            reason: "invalid_gzip",
-            detail: format!("the body is not valid gzip: {e}"),
-        })?;
-    if out.len() > limit {
-        return Err(EdgeError::TooLarge {
-            limit,
-            decompressed: true,
-        });
+    let mut decoder = flate2::read::MultiGzDecoder::new(data);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = decoder.read(&mut chunk).map_err(invalid)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let len = out.len() + n;
+        if len > limit {
+            return Err(EdgeError::TooLarge {
+                limit,
+                decompressed: true,
+            });
+        }
+        if len > out.capacity() {
+            let grown = (out.capacity() * 2).clamp(len, limit);
+            out.reserve_exact(grown - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
-    Ok(out)
+}
+
+/// Deepest JSON nesting the native and Faro decoders accept (`too_deep` beyond).
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Whether `body` nests arrays/objects deeper than `max` levels (strings are skipped).
+///
+/// serde_json skips ignored values iteratively and stops typed values at 128 levels, so depth
+/// is no stack risk; the limit exists so absurd bodies are refused clearly and early, the same
+/// way for every JSON format.
+pub(crate) fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -206,5 +255,12 @@ mod tests {
         let h = headers(&[("content-encoding", "br")]);
         let err = read_body(&h, Body::from("x"), 100, 100).await.unwrap_err();
         assert_eq!(err.reason(), "unsupported_encoding");
+    }
+
+    #[test]
+    fn nesting_ignores_brackets_in_strings() {
+        assert!(!nesting_exceeds(br#"[[["[[[[[[\"[["]]]"#, 3));
+        assert!(nesting_exceeds(b"[[[[]]]]", 3));
+        assert!(!nesting_exceeds(b"[[[]]]", 3));
     }
 }

@@ -29,6 +29,9 @@ pub enum EdgeError {
         reason: &'static str,
         detail: String,
     },
+    /// More items in one request than `limits.max_events_per_batch` allows (413).
+    #[error("too many items in one request")]
+    TooManyItems { detail: String },
     #[error("unknown or missing app key")]
     UnknownApp { detail: String },
     #[error("origin not allowed")]
@@ -44,11 +47,25 @@ pub enum EdgeError {
     ShuttingDown { retry_after_secs: u64 },
 }
 
+/// Reason of a body refused for its item count (the decoders use the same token).
+pub const TOO_MANY_ITEMS: &str = "too_many_items";
+
 impl EdgeError {
+    /// A body the decoder refused: `413` when it had too many items, `400` otherwise.
+    pub fn refused_body(reason: &'static str, detail: String) -> Self {
+        if reason == TOO_MANY_ITEMS {
+            EdgeError::TooManyItems { detail }
+        } else {
+            EdgeError::Malformed { reason, detail }
+        }
+    }
+
     /// Status code per design §3.
     pub fn status(&self) -> StatusCode {
         match self {
-            EdgeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::TooLarge { .. } | EdgeError::TooManyItems { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             EdgeError::UnsupportedMediaType { .. } | EdgeError::UnsupportedEncoding { .. } => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -75,6 +92,7 @@ impl EdgeError {
             EdgeError::UnsupportedMediaType { .. } => "unsupported_media_type",
             EdgeError::UnsupportedEncoding { .. } => "unsupported_encoding",
             EdgeError::Malformed { reason, .. } => reason,
+            EdgeError::TooManyItems { .. } => TOO_MANY_ITEMS,
             EdgeError::UnknownApp { .. } => "unknown_app",
             EdgeError::OriginNotAllowed { .. } => "origin_not_allowed",
             EdgeError::RateLimited {
@@ -109,7 +127,9 @@ impl EdgeError {
             EdgeError::UnsupportedEncoding { got } => {
                 format!("content encoding `{got}` is not supported; use gzip or none")
             }
-            EdgeError::Malformed { detail, .. } => detail.clone(),
+            EdgeError::Malformed { detail, .. } | EdgeError::TooManyItems { detail } => {
+                detail.clone()
+            }
             EdgeError::UnknownApp { detail } => detail.clone(),
             EdgeError::OriginNotAllowed { origin } => {
                 format!("origin `{origin}` is not in the app's allowed_origins")

@@ -45,9 +45,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::apps::Resolved;
-use super::body::body_format;
+use super::body::{body_format, nesting_exceeds, MAX_JSON_DEPTH};
 use super::client_ip::ClientIp;
-use super::error::{json_body, EdgeError};
+use super::error::{json_body, EdgeError, TOO_MANY_ITEMS};
 use super::{accepted, cors, header_str, now_ms, request_info, EdgeState};
 use crate::config::LimitsConfig;
 use crate::model::{Rejected, RumBatch, RumEvent};
@@ -77,6 +77,8 @@ pub enum FaroError {
          send smaller batches"
     )]
     TooManyItems { count: usize, max: usize },
+    #[error("JSON is nested deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
 }
 
 impl FaroError {
@@ -85,7 +87,8 @@ impl FaroError {
         match self {
             FaroError::InvalidJson(_) => "invalid_json",
             FaroError::WrongShape { .. } => "wrong_shape",
-            FaroError::TooManyItems { .. } => "too_many_items",
+            FaroError::TooManyItems { .. } => TOO_MANY_ITEMS,
+            FaroError::TooDeep => "too_deep",
         }
     }
 }
@@ -137,6 +140,9 @@ pub fn decode(
     if let Some(found) = lenient::json_type(body).filter(|t| *t != "an object") {
         return Err(FaroError::WrongShape { found });
     }
+    if nesting_exceeds(body, MAX_JSON_DEPTH) {
+        return Err(FaroError::TooDeep);
+    }
     let sections: Sections = serde_json::from_slice(body)?;
     let max = limits.max_events_per_batch;
     let mut rejected = Vec::new();
@@ -187,7 +193,7 @@ pub fn decode(
             return Err(FaroError::TooManyItems { count: seen, max });
         }
         items.rejected.extend((max..seen).map(|index| Rejected {
-            reason: "too_many_items",
+            reason: TOO_MANY_ITEMS,
             detail: format!("item {index}: beyond max_events_per_batch ({max})"),
         }));
     }
@@ -318,12 +324,8 @@ impl EdgeState {
             span_count,
             has_navigation,
             newest_ms,
-        } = decode(body, &self.config.limits, received_at_ms).map_err(|e| {
-            EdgeError::Malformed {
-                reason: e.reason(),
-                detail: e.to_string(),
-            }
-        })?;
+        } = decode(body, &self.config.limits, received_at_ms)
+            .map_err(|e| EdgeError::refused_body(e.reason(), e.to_string()))?;
         let ctx = &mut batch.context;
         if ctx.session_id.is_none() {
             ctx.session_id = headers

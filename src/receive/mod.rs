@@ -35,6 +35,7 @@ use crate::convert::metrics::MetricsAggregator;
 use crate::convert::ConvertOptions;
 use crate::export::{Backpressure, Payload, Pipeline};
 use crate::model::{PageContext, RumBatch};
+use crate::process::limits::ItemLimits;
 use crate::process::{Processor, RequestInfo};
 
 use apps::{AppRegistry, Resolved};
@@ -156,7 +157,12 @@ impl EdgeState {
         Ok(())
     }
 
-    fn submit(&self, payload: Payload) -> Result<(), EdgeError> {
+    /// Applies the item caps (`process::limits`) and queues the payload for export.
+    fn submit(&self, mut payload: Payload) -> Result<(), EdgeError> {
+        let cut = ItemLimits::new(&self.config.limits).apply(&mut payload);
+        if cut > 0 {
+            self.metrics.attributes_dropped.inc_by(cut);
+        }
         self.pipeline.submit(payload).map_err(|e| match e {
             Backpressure::QueueFull { .. } => EdgeError::QueueFull {
                 retry_after_secs: self.config.server.retry_after_secs,
@@ -232,11 +238,8 @@ impl EdgeState {
         body: &[u8],
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Response, EdgeError> {
-        let mut batch: RumBatch =
-            native::decode(body, &self.config.limits).map_err(|e| EdgeError::Malformed {
-                reason: e.reason(),
-                detail: e.to_string(),
-            })?;
+        let mut batch: RumBatch = native::decode(body, &self.config.limits)
+            .map_err(|e| EdgeError::refused_body(e.reason(), e.to_string()))?;
         let key = batch
             .context
             .app
@@ -396,6 +399,16 @@ async fn ingest_otlp<T: otlp::OtlpRequest>(
         let bytes = st.read(&headers, body).await?;
         let mut req = otlp::decode::<T>(&bytes, format)?;
         let n = req.prepare(&st.enrichment(&app, &headers));
+        let max = st.config.limits.max_events_per_batch;
+        if n > max {
+            return Err(EdgeError::TooManyItems {
+                detail: format!(
+                    "{n} {}s in one request, more than max_events_per_batch ({max}); \
+                     export smaller batches",
+                    T::KIND
+                ),
+            });
+        }
         let request = request_info(client_ip, &headers, &app);
         if let Some(d) = req.apply_privacy(&st.processor, &request) {
             st.metrics.drop_items(d.reason, d.count as u64);

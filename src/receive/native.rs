@@ -22,6 +22,8 @@ use std::borrow::Cow;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess};
 use serde::Deserialize;
 
+use super::body::nesting_exceeds;
+use super::error::TOO_MANY_ITEMS;
 use crate::config::LimitsConfig;
 use crate::model::trace_context::{parse_span_id, parse_trace_id};
 use crate::model::{
@@ -30,15 +32,13 @@ use crate::model::{
     Severity, SpanRef, TraceContext, VitalName, WebVital,
 };
 
-use lenient::{
-    bounded, nesting_exceeds, take, Any, Expect, Flag, Lenient, Num, Problem, Text, UInt,
-};
+use lenient::{bounded, take, Any, Expect, Flag, Lenient, Num, Problem, Text, UInt};
 use web_vitals::{Attribution, AttributionObj, EntryStarts};
 
 /// The format version this decoder reads (`"v": 1`).
 pub const FORMAT_VERSION: u32 = 1;
 /// Deepest array/object nesting accepted in a body.
-pub const MAX_DEPTH: usize = 32;
+pub use super::body::MAX_JSON_DEPTH as MAX_DEPTH;
 /// Most attributes kept per `attrs` object; the rest are ignored.
 pub const MAX_ATTRIBUTES: usize = 64;
 /// Longest attribute key kept (bytes); longer keys are ignored.
@@ -84,7 +84,7 @@ impl NativeError {
             NativeError::WrongShape { .. } | NativeError::EventsNotArray { .. } => "wrong_shape",
             NativeError::UnsupportedVersion { .. } => "unsupported_version",
             NativeError::InvalidTimeOrigin { .. } => "invalid_time_origin",
-            NativeError::TooManyEvents { .. } => "too_many_items",
+            NativeError::TooManyEvents { .. } => TOO_MANY_ITEMS,
         }
     }
 }
@@ -138,7 +138,7 @@ pub fn decode(body: &[u8], limits: &LimitsConfig) -> Result<RumBatch, NativeErro
         }
         sink.rejected
             .extend((ctx.max_events..sink.seen).map(|index| Rejected {
-                reason: "too_many_items",
+                reason: TOO_MANY_ITEMS,
                 detail: format!(
                     "event {index}: beyond max_events_per_batch ({})",
                     ctx.max_events

@@ -320,40 +320,6 @@ pub(crate) fn bounded(s: Cow<'_, str>, max: usize) -> String {
     s[..end].to_owned()
 }
 
-/// Whether `body` nests arrays/objects deeper than `max` levels (strings are skipped).
-///
-/// serde_json skips ignored values iteratively, so depth is no stack risk for this decoder; the
-/// limit exists so absurd bodies are refused clearly, as the other decoders do.
-pub(crate) fn nesting_exceeds(body: &[u8], max: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,13 +400,6 @@ mod tests {
         assert_eq!(bounded(Cow::Borrowed("héllo"), 2), "h");
         assert_eq!(bounded(Cow::Borrowed("héllo"), 3), "hé");
         assert_eq!(bounded(Cow::Borrowed("abc"), 10), "abc");
-    }
-
-    #[test]
-    fn nesting_ignores_brackets_in_strings() {
-        assert!(!nesting_exceeds(br#"[[["[[[[[[\"[["]]]"#, 3));
-        assert!(nesting_exceeds(b"[[[[]]]]", 3));
-        assert!(!nesting_exceeds(b"[[[]]]", 3));
     }
 
     #[test]
