@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-
 use common::*;
 
 const CONFIG: &str = r#"
@@ -24,12 +22,6 @@ path = "out"
 "#;
 
 const ORIGIN: &str = "https://shop.example.com";
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
 
 fn otlp_json() -> String {
     r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop-web"}}]},"scopeSpans":[{"scope":{"name":"t"},"spans":[{"traceId":"4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c","spanId":"1111111111111111","name":"x","kind":1,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000"}]}]}]}"#.to_owned()

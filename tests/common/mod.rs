@@ -214,6 +214,14 @@ pub fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
+/// `data` gzip-compressed (best compression).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -281,6 +289,14 @@ impl Rotel {
     }
 }
 
+/// The daemon under test: `RUM_BRIDGE_BIN` when set (`scripts/test.sh` points it at the
+/// release build, the artifact users run), else the debug binary cargo built for the tests.
+pub fn bridge_binary() -> PathBuf {
+    std::env::var_os("RUM_BRIDGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rum-bridge")))
+}
+
 /// A running `rum-bridge` binary.
 pub struct Bridge {
     pub ingest: SocketAddr,
@@ -305,7 +321,7 @@ impl Bridge {
         );
         let path = dir.path().join("rum-bridge.toml");
         std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rum-bridge"));
+        let mut cmd = Command::new(bridge_binary());
         cmd.args(["run", "--config"])
             .arg(&path)
             .current_dir(dir.path())
