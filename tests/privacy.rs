@@ -119,6 +119,52 @@ fn logs() -> serde_json::Value {
     })
 }
 
+/// A native beacon from the loader on a page whose URL, calls, errors and logs carry PII.
+fn native_beacon() -> serde_json::Value {
+    json!({
+        "v": 1, "sid": "sess-native-1", "pvid": "pv-native-1",
+        "url": format!("https://shop.example.com/orders/{ORDER_UUID}?email={EMAIL_ENCODED}&utm_source=mail"),
+        "uid": USER_ID,
+        "t0": 1_795_839_390_385.4_f64,
+        "consent": ["analytics", "performance"],
+        "load": {"trace": "6a1e0c8f3b2d4e5f9a8b7c6d5e4f3a2b", "span": "6a1e0c8f3b2d4e5f"},
+        "ev": [
+            {"type": "page_load", "nav": {"type": "navigate", "startTime": 0, "duration": 900,
+             "responseStart": 120, "responseEnd": 150, "loadEventEnd": 900}},
+            {"type": "http", "method": "GET", "status": 200, "start": 300, "dur": 40,
+             "url": format!("https://api.example.com/users/{USER_NUMBER}/cart?session={RESET_TOKEN}"),
+             "trace": "6a1e0c8f3b2d4e5f9a8b7c6d5e4f3a2b", "span": "7b2f1d9e4c3a5b60"},
+            {"type": "error", "time": 400, "name": "Error",
+             "message": format!("card {CARD} declined for {EMAIL}"),
+             "stack": format!("Error: card declined for {EMAIL}\n    at pay (https://shop.example.com/app.js:1:2)")},
+            {"type": "log", "time": 410, "level": "warn",
+             "message": format!("retrying with Authorization: Bearer {BEARER}")},
+            {"type": "custom", "time": 420, "name": "signup",
+             "attrs": {"contact": EMAIL, "plan": "pro"}}
+        ]
+    })
+}
+
+/// A Grafana Faro payload with PII in meta, exceptions, logs and events.
+fn faro_payload() -> serde_json::Value {
+    json!({
+        "meta": {
+            "app": {"name": "privacy-faro", "version": "1.0.0"},
+            "session": {"id": "sess-faro-1"},
+            "page": {"url": format!("https://shop.example.com/reset/{RESET_TOKEN}?email={EMAIL_ENCODED}")},
+            "user": {"id": USER_ID, "email": EMAIL, "username": "alice.smith"}
+        },
+        "logs": [{"message": format!("paid with {CARD_PLAIN}"), "level": "info",
+                  "timestamp": "2026-11-28T08:00:00.000Z", "context": {"jwt": JWT}}],
+        "exceptions": [{"type": "TypeError", "value": format!("no account for {EMAIL}"),
+                        "timestamp": "2026-11-28T08:00:01.000Z",
+                        "stacktrace": {"frames": [{"filename": "https://shop.example.com/app.js",
+                                                   "function": "lookup", "lineno": 3, "colno": 7}]}}],
+        "events": [{"name": "faro-signup", "timestamp": "2026-11-28T08:00:02.000Z",
+                    "attributes": {"who": EMAIL, "ip": CLIENT_IP}}]
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn personal_data_never_reaches_the_collector() {
     let sink = Sink::start().await;
@@ -130,7 +176,12 @@ async fn personal_data_never_reaches_the_collector() {
     );
     let bridge = Bridge::start_with_env(&config, &[("RUM_BRIDGE_USER_ID_KEY", USER_ID_KEY)]).await;
 
-    for (path, body) in [("/v1/traces", traces()), ("/v1/logs", logs())] {
+    for (path, body) in [
+        ("/v1/traces", traces()),
+        ("/v1/logs", logs()),
+        ("/v1/rum", native_beacon()),
+        ("/collect", faro_payload()),
+    ] {
         let resp = bridge
             .client
             .post(bridge.url(path))
@@ -145,9 +196,23 @@ async fn personal_data_never_reaches_the_collector() {
         assert_eq!(resp.status(), 202, "{path}: {}", resp.text().await.unwrap());
     }
 
-    poll("spans and logs at the collector", WAIT, || {
-        (sink.spans().len() >= 2 && sink.logs().len() >= 2).then_some(())
-    })
+    poll(
+        "spans and logs of every format at the collector",
+        WAIT,
+        || {
+            let spans = sink.spans();
+            let logs = sink.logs();
+            let service = |name: &str| {
+                logs.iter()
+                    .any(|l| attr(&l.resource.attributes, "service.name").as_deref() == Some(name))
+            };
+            (spans.iter().any(|s| s.span.name == "documentLoad")
+                && spans.len() >= 4
+                && logs.len() >= 7
+                && service("privacy-faro"))
+            .then_some(())
+        },
+    )
     .await;
     let exported = {
         let r = sink.received.lock().unwrap();
@@ -172,6 +237,7 @@ async fn personal_data_never_reaches_the_collector() {
         "bob:",
         USER_ID,
         "frag-",
+        "alice",
     ] {
         assert!(
             !exported.contains(secret),
@@ -268,6 +334,35 @@ async fn personal_data_never_reaches_the_collector() {
         Some(expected_user)
     );
     assert!(format!("{:?}", exception_log.record.body).contains("Bearer [token]; token [jwt]"));
+
+    // The native page load arrives with its URL templated and its query redacted.
+    let page = spans
+        .iter()
+        .find(|s| s.span.name == "documentLoad")
+        .expect("documentLoad");
+    assert_eq!(
+        attr(&page.span.attributes, "url.full").as_deref(),
+        Some("https://shop.example.com/orders/{id}?email=REDACTED&utm_source=mail")
+    );
+    let call = spans
+        .iter()
+        .find(|s| hex(&s.span.span_id) == "7b2f1d9e4c3a5b60")
+        .expect("native HTTP call");
+    assert_eq!(
+        attr(&call.span.attributes, "url.template").as_deref(),
+        Some("/users/{id}/cart")
+    );
+    let faro_exception = logs
+        .iter()
+        .find(|l| {
+            attr(&l.resource.attributes, "service.name").as_deref() == Some("privacy-faro")
+                && attr(&l.record.attributes, "exception.type").as_deref() == Some("TypeError")
+        })
+        .expect("Faro exception");
+    assert_eq!(
+        attr(&faro_exception.record.attributes, "exception.message").as_deref(),
+        Some("no account for [email]")
+    );
 
     for rule in ["email", "card", "bearer", "jwt", "ipv4"] {
         let series = format!("rum_bridge_privacy_redactions_total{{rule=\"{rule}\"}}");
