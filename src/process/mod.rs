@@ -206,6 +206,11 @@ impl Processor {
         })
     }
 
+    /// The compiled URL rules (scrubbing and `url.template`).
+    pub fn url_rules(&self) -> &UrlRules {
+        &self.url
+    }
+
     /// Why nothing of this request may leave as spans or logs, if so: consent reported
     /// without the configured category, or an honoured `Sec-GPC: 1`.
     fn restriction(
