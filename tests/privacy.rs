@@ -410,3 +410,115 @@ async fn floods_get_429_with_retry_after() {
         1.0
     );
 }
+
+/// A City database made here: 203.0.113.0/24 is Lyon, France.
+fn write_geo_database(path: &std::path::Path) {
+    #[derive(serde::Serialize)]
+    struct Code {
+        iso_code: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Continent {
+        code: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct City {
+        names: std::collections::BTreeMap<&'static str, &'static str>,
+    }
+    #[derive(serde::Serialize)]
+    struct Record {
+        continent: Continent,
+        country: Code,
+        subdivisions: Vec<Code>,
+        city: City,
+    }
+    let mut writer = mmdb_writer::Writer::new("GeoIP2-City");
+    let lyon = Record {
+        continent: Continent { code: "EU" },
+        country: Code { iso_code: "FR" },
+        subdivisions: vec![Code { iso_code: "ARA" }],
+        city: City {
+            names: [("en", "Lyon")].into(),
+        },
+    };
+    writer
+        .insert("203.0.113.0/24".parse::<ipnet::IpNet>().unwrap(), &lyon)
+        .unwrap();
+    std::fs::write(path, writer.to_bytes().unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_attributes_come_from_the_client_address_which_stays_private() {
+    let sink = Sink::start().await;
+    let rotel = Rotel::start(&sink).await;
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("city.mmdb");
+    write_geo_database(&db);
+    let config = format!(
+        "trusted_proxies = [\"127.0.0.1\"]\n[metrics]\ninterval = \"1s\"\n[geo]\ndatabase = {:?}\n\n{}",
+        db.to_str().unwrap(),
+        grpc_exporter_toml(rotel.grpc)
+    );
+    let bridge = Bridge::start(&config).await;
+    for (path, body) in [("/v1/rum", native_beacon()), ("/v1/traces", traces())] {
+        let resp = bridge
+            .client
+            .post(bridge.url(path))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", CLIENT_IP)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{path}");
+    }
+    let spans = poll("native and OTLP spans", WAIT, || {
+        let spans = sink.spans();
+        (spans.iter().any(|s| s.span.name == "documentLoad")
+            && spans
+                .iter()
+                .any(|s| hex(&s.span.span_id) == "051581bf3cb55c13"))
+        .then_some(spans)
+    })
+    .await;
+    for name in ["documentLoad", "GET"] {
+        let span = spans.iter().find(|s| s.span.name == name).unwrap();
+        let resource = &span.resource.attributes;
+        assert_eq!(
+            attr(resource, "geo.country.iso_code").as_deref(),
+            Some("FR"),
+            "{name}"
+        );
+        assert_eq!(
+            attr(resource, "geo.region.iso_code").as_deref(),
+            Some("FR-ARA")
+        );
+        assert_eq!(attr(resource, "geo.locality.name").as_deref(), Some("Lyon"));
+        assert_eq!(attr(resource, "geo.continent.code").as_deref(), Some("EU"));
+        assert_eq!(
+            attr(resource, "client.address"),
+            None,
+            "not exported by default"
+        );
+    }
+    // The web-vital histograms are split by country.
+    let metrics = poll("the page-view counter with its country", WAIT, || {
+        let metrics = sink.metrics();
+        metrics
+            .iter()
+            .any(|m| m.name == "rum.page_views")
+            .then_some(metrics)
+    })
+    .await;
+    let page_views = metrics.iter().find(|m| m.name == "rum.page_views").unwrap();
+    let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(sum)) = &page_views.data
+    else {
+        panic!("rum.page_views is a sum");
+    };
+    assert!(sum
+        .data_points
+        .iter()
+        .any(|p| attr(&p.attributes, "geo.country.iso_code").as_deref() == Some("FR")));
+    let exported = format!("{:?}", sink.received.lock().unwrap().traces);
+    assert!(!exported.contains(CLIENT_IP));
+}

@@ -40,6 +40,7 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub rate_limits: RateLimitsConfig,
     pub sampling: SamplingConfig,
+    pub geo: GeoConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -53,6 +54,15 @@ pub struct Config {
     /// `OTEL_RESOURCE_ATTRIBUTES`); logged once logging is up.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `[geo]`: coarse location of the client from its address (`process::geo`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoConfig {
+    /// A MaxMind GeoIP2 / GeoLite2 City or Country `.mmdb` file; unset: no `geo.*` attributes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<PathBuf>,
 }
 
 /// `[server]`: listeners and edge behaviour.

@@ -19,6 +19,14 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     p.0.extend(config.privacy.problems());
     p.0.extend(config.rate_limits.problems());
     p.0.extend(config.sampling.problems());
+    if let Some(path) = &config.geo.database {
+        if !path.is_file() {
+            p.add(
+                "geo.database",
+                format!("`{}` is not a readable file", path.display()),
+            );
+        }
+    }
     for key in config.resource_attributes.keys() {
         if key.trim().is_empty() {
             p.add("resource_attributes", "keys must not be empty");

@@ -14,7 +14,8 @@
 //! | `rum.errors` | monotonic sum | page attributes, `exception.type` |
 //!
 //! Page attributes: `url.template` (of the page), `rum.device.class` (`mobile`, `desktop` or
-//! `unknown`), `user_agent.name` (a small fixed set of browser names).
+//! `unknown`), `user_agent.name` (a small fixed set of browser names), `geo.country.iso_code`
+//! (when `[geo]` is configured).
 //!
 //! **Who the app is.** The bridge writes these streams, so the OTLP resource is the bridge's own
 //! ([`bridge_resource`]: `service.name = rum-bridge` plus a per-replica `service.instance.id`, as
@@ -66,7 +67,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{MetricsConfig, Temporality};
 use crate::export::Payload;
-use crate::model::{PageContext, RumBatch, RumEvent, SpanRef, VitalName};
+use crate::model::{AttrValue, PageContext, RumBatch, RumEvent, SpanRef, VitalName};
 use crate::process::url::UrlRules;
 
 // Attribute names.
@@ -83,6 +84,7 @@ const HTTP_STATUS: &str = "http.response.status_code";
 const ERROR_TYPE: &str = "error.type";
 const SERVER_ADDRESS: &str = "server.address";
 const OVERFLOW: &str = "otel.metric.overflow";
+const COUNTRY: &str = crate::process::geo::COUNTRY;
 
 // Attribute schemas: the order in which `record_batch` encodes values into a series key. Every
 // schema starts with the app's three attributes; page schemas continue with the page's three.
@@ -93,6 +95,7 @@ const PAGE_ATTRS: &[&str] = &[
     URL_TEMPLATE,
     DEVICE_CLASS,
     BROWSER_NAME,
+    COUNTRY,
 ];
 const VITAL_ATTRS: &[&str] = &[
     APP_NAME,
@@ -101,6 +104,7 @@ const VITAL_ATTRS: &[&str] = &[
     URL_TEMPLATE,
     DEVICE_CLASS,
     BROWSER_NAME,
+    COUNTRY,
     RATING,
 ];
 const ERROR_ATTRS: &[&str] = &[
@@ -110,6 +114,7 @@ const ERROR_ATTRS: &[&str] = &[
     URL_TEMPLATE,
     DEVICE_CLASS,
     BROWSER_NAME,
+    COUNTRY,
     EXCEPTION_TYPE,
 ];
 const HTTP_ATTRS: &[&str] = &[
@@ -303,6 +308,7 @@ impl MetricsAggregator {
             );
             put_str(key, Some(device_class(ctx)));
             put_str(key, browser_name(ctx));
+            put_str(key, country(ctx));
             let page_len = key.len();
 
             for event in &batch.events {
@@ -973,6 +979,14 @@ fn normalize_method(method: &str) -> &'static str {
         .into_iter()
         .find(|known| known.eq_ignore_ascii_case(method))
         .unwrap_or("_OTHER")
+}
+
+/// `geo.country.iso_code`, when the geo lookup (`[geo]`) found the client's country.
+fn country(ctx: &PageContext) -> Option<&str> {
+    ctx.attributes.iter().find_map(|(key, value)| match value {
+        AttrValue::Str(code) if key == COUNTRY => Some(code.as_str()),
+        _ => None,
+    })
 }
 
 /// `rum.device.class`: from UA Client Hints' `mobile`, else the user agent's `Mobi` token

@@ -35,6 +35,7 @@
 //! | OTLP passthrough | resource, span, span-event, link and log attributes as above, span names and log bodies by PII rules; `url.template` added next to a `url.full` that has none |
 
 pub mod client_ip;
+pub mod geo;
 pub mod limits;
 pub mod pii;
 pub mod sampling;
@@ -57,6 +58,7 @@ use crate::config::Config;
 use crate::model::{AttrValue, Attributes, RumBatch, RumEvent};
 
 use client_ip::ClientIps;
+use geo::GeoIp;
 use pii::{PiiRules, UserIds};
 use sampling::{string_attribute, Sampling};
 use url::UrlRules;
@@ -70,6 +72,8 @@ pub enum ProcessError {
     Rule(#[from] regex::Error),
     #[error("server.trusted_proxies: {0}")]
     TrustedProxy(String),
+    #[error(transparent)]
+    Geo(#[from] geo::GeoError),
 }
 
 /// What the edge knows about a request beyond its body.
@@ -126,6 +130,7 @@ pub struct Processor {
     consent_category: String,
     honor_gpc: bool,
     user_agents: UserAgents,
+    geo: Option<GeoIp>,
 }
 
 /// Attribute keys holding a user id.
@@ -203,6 +208,12 @@ impl Processor {
             consent_category: privacy.consent_category.clone(),
             honor_gpc: privacy.honor_gpc,
             user_agents: UserAgents::default(),
+            geo: config
+                .geo
+                .database
+                .as_deref()
+                .map(GeoIp::open)
+                .transpose()?,
         })
     }
 
@@ -279,6 +290,12 @@ impl Processor {
                     ctx.attributes
                         .push((key.to_owned(), AttrValue::Str(value.to_owned())));
                 }
+            }
+        }
+        if let (Some(geo), Some(ip)) = (&self.geo, ctx.client_ip) {
+            for (key, value) in geo.lookup(ip) {
+                ctx.attributes.retain(|(k, _)| k != key);
+                ctx.attributes.push((key.to_owned(), AttrValue::Str(value)));
             }
         }
         if let Some(address) = ctx.client_ip.and_then(|ip| self.client_ips.exported(ip)) {
@@ -502,6 +519,16 @@ impl Processor {
         if let Some(resource) = resource {
             self.scrub_key_values(&mut resource.attributes);
             self.add_user_agent_attributes(&mut resource.attributes);
+        }
+        if let (Some(geo), Some(ip)) = (&self.geo, request.client_ip) {
+            let found = geo.lookup(ip);
+            if !found.is_empty() {
+                let attributes = &mut resource.get_or_insert_with(Resource::default).attributes;
+                for (key, value) in found {
+                    attributes.retain(|kv| kv.key != key);
+                    attributes.push(string_kv(key, value));
+                }
+            }
         }
         let Some(address) = request
             .client_ip
