@@ -136,7 +136,7 @@ fn native_beacon() -> serde_json::Value {
              "trace": "6a1e0c8f3b2d4e5f9a8b7c6d5e4f3a2b", "span": "7b2f1d9e4c3a5b60"},
             {"type": "error", "time": 400, "name": "Error",
              "message": format!("card {CARD} declined for {EMAIL}"),
-             "stack": format!("Error: card declined for {EMAIL}\n    at pay (https://shop.example.com/app.js:1:2)")},
+             "stack": format!("Error: card declined for {EMAIL}\n    at pay (https://shop.example.com/app.js?v={RESET_TOKEN}:1:2)")},
             {"type": "log", "time": 410, "level": "warn",
              "message": format!("retrying with Authorization: Bearer {BEARER}")},
             {"type": "custom", "time": 420, "name": "signup",
@@ -363,6 +363,13 @@ async fn personal_data_never_reaches_the_collector() {
         attr(&faro_exception.record.attributes, "exception.message").as_deref(),
         Some("no account for [email]")
     );
+
+    // Stack frames keep their file and position; only the query value goes.
+    assert!(logs.iter().any(|l| {
+        attr(&l.record.attributes, "exception.stacktrace").is_some_and(|st| {
+            st.contains("at pay (https://shop.example.com/app.js?v=REDACTED:1:2)")
+        })
+    }));
 
     for rule in ["email", "card", "bearer", "jwt", "ipv4"] {
         let series = format!("rum_bridge_privacy_redactions_total{{rule=\"{rule}\"}}");

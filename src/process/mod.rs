@@ -162,6 +162,7 @@ enum KeyClass {
     Url,
     Query,
     Fragment,
+    Stack,
     Text,
 }
 
@@ -175,6 +176,8 @@ impl KeyClass {
             KeyClass::Query
         } else if key == "url.fragment" {
             KeyClass::Fragment
+        } else if key == "exception.stacktrace" {
+            KeyClass::Stack
         } else if URL_KEYS.contains(&key)
             || key.ends_with("url")
             || key.ends_with("Url")
@@ -327,7 +330,9 @@ impl Processor {
                 }
                 RumEvent::Error(error) => {
                     self.redact_opt(&mut error.message);
-                    self.redact_opt(&mut error.stack);
+                    if let Some(stack) = &mut error.stack {
+                        self.scrub_stack(stack);
+                    }
                     self.scrub_attributes(&mut error.attributes);
                 }
                 RumEvent::Log(log) => {
@@ -476,6 +481,67 @@ impl Processor {
         }
     }
 
+    /// A stack trace: the URLs of its frames keep scheme, host and path (source maps need
+    /// them exactly) but their query values are redacted like any URL's and fragments
+    /// dropped; then the PII rules run over the whole text.
+    fn scrub_stack(&self, stack: &mut String) {
+        if stack.contains("://") && stack.contains(['?', '#']) {
+            let mut out = String::with_capacity(stack.len());
+            let mut rest = stack.as_str();
+            while let Some(at) = rest.find("://") {
+                let start = rest[..at]
+                    .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '-' && c != '.')
+                    .map_or(0, |i| i + 1);
+                let len = rest[at..]
+                    .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>'))
+                    .unwrap_or(rest.len() - at);
+                let end = at + len;
+                out.push_str(&rest[..start]);
+                self.scrub_frame_url(&rest[start..end], &mut out);
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            *stack = out;
+        }
+        self.pii.redact_string(stack);
+    }
+
+    /// Appends `url` (a frame location, maybe ending in `:line:column`) to `out` with its
+    /// query scrubbed and its fragment removed.
+    fn scrub_frame_url(&self, url: &str, out: &mut String) {
+        let Some(cut) = url.find(['?', '#']) else {
+            out.push_str(url);
+            return;
+        };
+        let (location, tail) = url.split_at(cut);
+        // `:line` or `:line:column` after the query belongs to the frame, not to the URL.
+        let mut position = tail.len();
+        for _ in 0..2 {
+            match tail[..position].rfind(':') {
+                Some(colon)
+                    if colon + 1 < position
+                        && tail[colon + 1..position]
+                            .bytes()
+                            .all(|b| b.is_ascii_digit()) =>
+                {
+                    position = colon;
+                }
+                _ => break,
+            }
+        }
+        let (query, line_col) = tail.split_at(position);
+        out.push_str(location);
+        let query = query.split('#').next().unwrap_or_default();
+        if query.len() > 1 {
+            let mut scrubbed = format!("https://x{query}");
+            self.scrub_url_full(&mut scrubbed);
+            if let Some(q) = scrubbed.find('?') {
+                out.push_str(&scrubbed[q..]);
+            }
+        }
+        out.push_str(line_col);
+    }
+
     fn redact_opt(&self, text: &mut Option<String>) {
         if let Some(text) = text {
             self.pii.redact_string(text);
@@ -510,6 +576,7 @@ impl Processor {
                 text.clear();
                 text.push_str(query.strip_prefix('?').unwrap_or_default());
             }
+            KeyClass::Stack => self.scrub_stack(text),
             KeyClass::Text => self.pii.redact_string(text),
         }
         true
@@ -635,6 +702,39 @@ mod tests {
 
     fn s(text: &str) -> AttrValue {
         AttrValue::Str(text.into())
+    }
+
+    #[test]
+    fn stack_frame_urls_keep_their_path_and_position_but_not_their_query() {
+        let p = processor();
+        let cases = [
+            (
+                "Error: x\n    at pay (https://shop.example.com/app.3f2a.js?token=a8Fk29xQ7mP3zL0w:10:5)",
+                "Error: x\n    at pay (https://shop.example.com/app.3f2a.js?token=REDACTED:10:5)",
+            ),
+            (
+                "at https://cdn.example.com/v/12345/main.js?utm_source=x&sid=s3cr3t#frag:1:2",
+                "at https://cdn.example.com/v/12345/main.js?utm_source=x&sid=REDACTED:1:2",
+            ),
+            (
+                "lookup@https://shop.example.com/a.js:3:7\nglobal code@https://shop.example.com/?email=a%40b.io:1:1",
+                "lookup@https://shop.example.com/a.js:3:7\nglobal code@https://shop.example.com/?email=REDACTED:1:1",
+            ),
+            // Nothing to do: paths are never templated in stacks (source maps need them).
+            (
+                "at f (https://shop.example.com/static/5f8e9a1b2c3d4e5f.js:1:2)",
+                "at f (https://shop.example.com/static/5f8e9a1b2c3d4e5f.js:1:2)",
+            ),
+            ("ünïcödé ?x=1 no url", "ünïcödé ?x=1 no url"),
+        ];
+        for (input, expected) in cases {
+            let mut stack = input.to_owned();
+            p.scrub_stack(&mut stack);
+            assert_eq!(stack, expected);
+        }
+        let mut long = format!("at f (https://e.com/a.js?q={}:1:2)", "é".repeat(10_000));
+        p.scrub_stack(&mut long);
+        assert_eq!(long, "at f (https://e.com/a.js?q=REDACTED:1:2)");
     }
 
     fn batch() -> RumBatch {
