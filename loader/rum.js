@@ -280,7 +280,8 @@
 
     const script = doc.currentScript || doc.querySelector('script[data-app]');
     const data = script.dataset;
-    const endpoint = new URL('/v1/rum', script.src).href;
+    // Next to the script: /v1/rum on the bridge, also when a proxy mounts it under a prefix.
+    const endpoint = new URL('v1/rum', script.src).href;
     const prefixes = parsePrefixes(data.propagate, loc.href);
     const rate = parseFloat(data.sampleRate);
     const sampleRate = rate >= 0 ? rate : 1;

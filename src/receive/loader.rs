@@ -198,7 +198,7 @@ mod tests {
             &text[..40]
         );
         assert!(!text.contains("RB_TEST"), "the test hook must be built out");
-        assert!(text.contains("/v1/rum") && text.contains("rumBridge"));
+        assert!(text.contains("v1/rum") && text.contains("rumBridge"));
     }
 
     fn request(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
