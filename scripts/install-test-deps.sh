@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the whole-daemon tests need into ./.tools (idempotent):
-#   - rotel, a Rust OpenTelemetry collector, shipped as a binary inside the PyPI wheel `rotel`.
+#   - rotel, a Rust OpenTelemetry collector, shipped as a binary inside the PyPI wheel `rotel`;
+#   - the loader's build tool (terser, pinned in loader/package-lock.json) into
+#     loader/node_modules, for the test that rum.min.js is the build of rum.js.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="$PWD/.tools"
@@ -21,4 +23,9 @@ PY
   rm -rf "$tmp"
 fi
 "$tools/rotel/rotel-agent" --version >/dev/null 2>&1 || "$tools/rotel/rotel-agent" --help >/dev/null
-echo "test dependencies ready in .tools/"
+
+if [ ! -x loader/node_modules/.bin/terser ]; then
+  echo "installing the loader's build tool (npm ci in loader/)"
+  (cd loader && npm ci --no-audit --no-fund)
+fi
+echo "test dependencies ready in .tools/ and loader/node_modules/"

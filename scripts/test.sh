@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The one test command: installs what the tests need, then runs every test (unit, property,
-# whole-daemon against a real collector, captured-client replays).
+# The one test command: installs what the tests need, then runs every test (the browser
+# loader's node tests; unit, property, whole-daemon against a real collector, captured-client
+# replays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 export ROTEL_AGENT="$PWD/.tools/rotel/rotel-agent"
+node --test loader/test/*.test.mjs
 # Whole-daemon tests (floods, gzip bombs, correlation...) run against the release binary.
 cargo build --release --locked --bin rum-bridge
 export RUM_BRIDGE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rum-bridge"

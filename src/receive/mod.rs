@@ -10,6 +10,7 @@ pub mod client_ip;
 pub mod cors;
 pub mod error;
 pub mod faro;
+pub mod loader;
 pub mod native;
 pub mod otlp;
 pub mod rate_limit;
@@ -22,7 +23,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -62,9 +63,12 @@ pub struct EdgeState {
     pub faro: faro::FaroState,
 }
 
-/// The public router: native beacons, Grafana Faro and OTLP/HTTP, with CORS preflights.
+/// The public router: the browser loader, native beacons, Grafana Faro and OTLP/HTTP, with
+/// CORS preflights.
 pub fn router(state: Arc<EdgeState>) -> Router {
+    loader::prepare();
     Router::new()
+        .route(loader::ROUTE, get(loader::serve))
         .route("/v1/rum", post(ingest_native).options(preflight))
         .route("/collect", post(faro::ingest).options(faro::preflight))
         .route(

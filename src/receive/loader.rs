@@ -1,0 +1,339 @@
+//! `GET /rum.js`: the browser loader, served by the bridge itself (design §3, §6).
+//!
+//! One script tag installs the loader, and its beacons go back to the origin it came from, so
+//! the bridge serves it. The loader's source is `loader/rum.js`; `scripts/build-loader.sh`
+//! minifies it into `loader/rum.min.js`, which is compiled into the binary. Everything a response
+//! needs (the gzip encoding, the ETags) is computed once when the router is built; a request only
+//! compares headers and clones reference-counted bytes.
+//!
+//! Caching: a strong `ETag` per encoding (a hash of the bytes) with `If-None-Match` → `304`,
+//! and `Cache-Control: public, max-age=300`: a new loader reaches browsers within five minutes
+//! of a deploy, and revalidations after that cost a `304`.
+
+use std::io::Write;
+use std::sync::{Arc, LazyLock};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::EdgeState;
+use crate::admin::RouteStatus;
+
+/// Where the loader is served.
+pub const ROUTE: &str = "/rum.js";
+/// The minified loader, as built by `scripts/build-loader.sh`.
+pub const SCRIPT: &[u8] = include_bytes!("../../loader/rum.min.js");
+/// Browsers may reuse the loader this long (seconds) before revalidating it.
+const CACHE_CONTROL: &str = "public, max-age=300";
+const CONTENT_TYPE: &str = "text/javascript; charset=utf-8";
+
+/// The loader in both encodings, each with its own strong ETag.
+struct Loader {
+    plain: Variant,
+    gzip: Variant,
+}
+
+struct Variant {
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+static LOADER: LazyLock<Loader> = LazyLock::new(|| Loader::new(SCRIPT));
+
+/// Compresses the loader and computes its ETags now rather than on the first request.
+pub fn prepare() {
+    LazyLock::force(&LOADER);
+}
+
+/// The `GET /rum.js` handler (axum answers `HEAD` with the same headers and no body).
+pub async fn serve(State(st): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
+    let resp = LOADER.respond(&headers);
+    st.metrics
+        .requests
+        .get_or_create(&RouteStatus {
+            route: ROUTE,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+impl Loader {
+    fn new(script: &'static [u8]) -> Self {
+        let hash = format!("{:032x}", xxh3_128(script));
+        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+        let gzip = gz
+            .write_all(script)
+            .and_then(|()| gz.finish())
+            .expect("gzip into memory cannot fail");
+        let etag = |suffix: &str| {
+            HeaderValue::from_str(&format!("\"{hash}{suffix}\"")).expect("hex is a valid header")
+        };
+        Self {
+            plain: Variant {
+                body: Bytes::from_static(script),
+                etag: etag(""),
+            },
+            gzip: Variant {
+                body: Bytes::from(gzip),
+                etag: etag("-gzip"),
+            },
+        }
+    }
+
+    fn respond(&self, headers: &HeaderMap) -> Response {
+        let gzip = accepts_gzip(headers);
+        let variant = if gzip { &self.gzip } else { &self.plain };
+        // Either ETag names this version of the loader, whichever encoding the cache holds.
+        let fresh = headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .any(|v| etag_matches(v, &[&self.plain.etag, &self.gzip.etag]));
+        let mut builder = Response::builder()
+            .header(header::ETAG, variant.etag.clone())
+            .header(header::CACHE_CONTROL, CACHE_CONTROL)
+            .header(header::VARY, "Accept-Encoding")
+            // A script may be loaded with `crossorigin` (to see error details); it holds no secret.
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .header("cross-origin-resource-policy", "cross-origin")
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        if fresh {
+            return builder
+                .status(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .expect("static headers are valid");
+        }
+        builder = builder.header(header::CONTENT_TYPE, CONTENT_TYPE);
+        if gzip {
+            builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        }
+        builder
+            .status(StatusCode::OK)
+            .body(Body::from(variant.body.clone()))
+            .expect("static headers are valid")
+    }
+}
+
+/// Whether `Accept-Encoding` allows gzip: `gzip` (or `x-gzip`, or `*` when gzip is not named)
+/// with a non-zero quality.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let (mut gzip, mut any) = (None, None);
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or_default().trim();
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(quality);
+            } else if coding == "*" {
+                any = Some(quality);
+            }
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
+}
+
+/// `If-None-Match` (a list of entity tags, or `*`) against our ETags, with the weak comparison
+/// RFC 9110 prescribes for it.
+fn etag_matches(value: &HeaderValue, ours: &[&HeaderValue]) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    value.split(',').map(str::trim).any(|tag| {
+        tag == "*" || {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            ours.iter().any(|o| o.as_bytes() == tag.as_bytes())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use axum::Router;
+    use flate2::read::GzDecoder;
+    use http_body_util::BodyExt;
+    use std::io::Read;
+    use tower::ServiceExt;
+
+    /// The issue's hard budget: the loader, minified and gzipped, under 5 KB.
+    const GZIP_BUDGET: usize = 5120;
+
+    fn gzip_best(data: &[u8]) -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn loader_is_under_5_kb_gzipped() {
+        let size = gzip_best(SCRIPT).len();
+        println!(
+            "loader/rum.min.js: {} bytes, {size} bytes gzipped",
+            SCRIPT.len()
+        );
+        assert!(
+            size < GZIP_BUDGET,
+            "loader/rum.min.js is {size} bytes gzipped, over the {GZIP_BUDGET}-byte budget"
+        );
+    }
+
+    #[test]
+    fn embedded_loader_is_the_minified_build() {
+        let text = std::str::from_utf8(SCRIPT).expect("UTF-8");
+        assert!(
+            text.starts_with("/*! rum-bridge loader "),
+            "{}",
+            &text[..40]
+        );
+        assert!(!text.contains("RB_TEST"), "the test hook must be built out");
+        assert!(text.contains("v1/rum") && text.contains("rumBridge"));
+    }
+
+    fn request(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(name, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    async fn body(resp: Response) -> Vec<u8> {
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
+    fn header(resp: &Response, name: header::HeaderName) -> &str {
+        resp.headers()
+            .get(&name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_str()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn serves_the_script_with_caching_headers() {
+        let resp = LOADER.respond(&HeaderMap::new());
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            header(&resp, header::CONTENT_TYPE),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(header(&resp, header::CACHE_CONTROL), "public, max-age=300");
+        assert_eq!(header(&resp, header::VARY), "Accept-Encoding");
+        let etag = header(&resp, header::ETAG).to_owned();
+        assert_eq!(etag, format!("\"{:032x}\"", xxh3_128(SCRIPT)));
+        assert!(resp.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(body(resp).await, SCRIPT);
+    }
+
+    #[tokio::test]
+    async fn gzip_when_accepted() {
+        for accept in [
+            "gzip",
+            "gzip, deflate, br, zstd",
+            "br;q=1, GZIP;q=0.5",
+            "*",
+            "x-gzip",
+        ] {
+            let resp = LOADER.respond(&request(&[(header::ACCEPT_ENCODING, accept)]));
+            assert_eq!(resp.status(), StatusCode::OK, "{accept}");
+            assert_eq!(header(&resp, header::CONTENT_ENCODING), "gzip", "{accept}");
+            let etag = header(&resp, header::ETAG).to_owned();
+            assert_eq!(etag, format!("\"{:032x}-gzip\"", xxh3_128(SCRIPT)));
+            let mut plain = Vec::new();
+            GzDecoder::new(&body(resp).await[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            assert_eq!(plain, SCRIPT, "{accept}");
+        }
+        for accept in [
+            "gzip;q=0",
+            "br, deflate",
+            "identity",
+            "*;q=0",
+            "gzip;q=0, *",
+            "",
+        ] {
+            let resp = LOADER.respond(&request(&[(header::ACCEPT_ENCODING, accept)]));
+            assert!(
+                resp.headers().get(header::CONTENT_ENCODING).is_none(),
+                "{accept}"
+            );
+            assert_eq!(body(resp).await, SCRIPT, "{accept}");
+        }
+    }
+
+    #[tokio::test]
+    async fn if_none_match_answers_304() {
+        let plain = format!("\"{:032x}\"", xxh3_128(SCRIPT));
+        let gz = format!("\"{:032x}-gzip\"", xxh3_128(SCRIPT));
+        for tag in [
+            plain.clone(),
+            gz.clone(),
+            format!("W/{plain}"),
+            format!("\"other\", {gz}"),
+            "*".to_owned(),
+        ] {
+            let resp = LOADER.respond(&request(&[
+                (header::IF_NONE_MATCH, &tag),
+                (header::ACCEPT_ENCODING, "gzip"),
+            ]));
+            assert_eq!(resp.status(), StatusCode::NOT_MODIFIED, "{tag}");
+            assert_eq!(
+                header(&resp, header::ETAG),
+                gz,
+                "the selected encoding's tag"
+            );
+            assert_eq!(header(&resp, header::CACHE_CONTROL), "public, max-age=300");
+            assert!(resp.headers().get(header::CONTENT_ENCODING).is_none());
+            assert!(body(resp).await.is_empty(), "{tag}");
+        }
+        for tag in ["\"stale\"", "W/\"stale\"", &plain[1..], ""] {
+            let resp = LOADER.respond(&request(&[(header::IF_NONE_MATCH, tag)]));
+            assert_eq!(resp.status(), StatusCode::OK, "{tag}");
+            assert_eq!(body(resp).await, SCRIPT);
+        }
+    }
+
+    #[tokio::test]
+    async fn head_gets_the_headers_without_the_body() {
+        let app = Router::new().route(
+            ROUTE,
+            get(|headers: HeaderMap| async move { LOADER.respond(&headers) }),
+        );
+        let req = http::Request::head(ROUTE).body(Body::empty()).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            header(&resp, header::CONTENT_LENGTH),
+            SCRIPT.len().to_string()
+        );
+        assert!(body(resp).await.is_empty());
+    }
+
+    #[test]
+    fn etag_is_computed_from_the_bytes() {
+        let a = Loader::new(b"a");
+        let b = Loader::new(b"b");
+        assert_ne!(a.plain.etag, b.plain.etag);
+        assert_eq!(a.plain.etag, Loader::new(b"a").plain.etag);
+        assert_ne!(a.plain.etag, a.gzip.etag);
+        assert_eq!(&a.plain.body[..], b"a");
+    }
+}
