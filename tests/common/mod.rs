@@ -4,6 +4,8 @@
 //! Data path under test: HTTP → rum-bridge → OTLP/gRPC → rotel → OTLP/gRPC → sink.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
