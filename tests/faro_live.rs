@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderMap};
@@ -18,7 +17,6 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use common::browser::{javascript, npm_file, Browser};
 use common::*;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 const SERVER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const SERVER_SPAN: &str = "b7ad6b7169203331";
@@ -181,10 +179,7 @@ async fn the_faro_web_sdk_in_chromium_is_correlated_end_to_end() {
         SERVER_SPAN,
         "under the server span"
     );
-    assert_eq!(
-        attr(&doc.resource.attributes, "service.name").as_deref(),
-        Some(APP)
-    );
+    assert_eq!(service_name(&doc.resource).as_deref(), Some(APP));
     assert_eq!(
         attr(&doc.resource.attributes, "deployment.environment.name").as_deref(),
         Some("live-test")
@@ -198,10 +193,7 @@ async fn the_faro_web_sdk_in_chromium_is_correlated_end_to_end() {
         .unwrap();
     assert_eq!(call.span.kind, 3, "CLIENT");
     assert_eq!(hex(&call.span.trace_id), call_trace);
-    assert_eq!(
-        attr(&call.resource.attributes, "service.name").as_deref(),
-        Some(APP)
-    );
+    assert_eq!(service_name(&call.resource).as_deref(), Some(APP));
     assert_eq!(
         attr(&call.span.attributes, "http.request.method").as_deref(),
         Some("POST")
@@ -214,20 +206,10 @@ async fn the_faro_web_sdk_in_chromium_is_correlated_end_to_end() {
     // Exceptions, console logs and all five web vitals.
     let logs = poll("exceptions, console logs and five vitals", WAIT, || {
         let logs = sink.logs();
-        let vitals: HashSet<_> = logs
-            .iter()
-            .filter(|l| l.record.event_name == "browser.web_vital")
-            .filter_map(|l| attr(&l.record.attributes, "browser.web_vital.name"))
-            .collect();
-        let exceptions = logs
-            .iter()
-            .filter(|l| l.record.event_name == "exception")
-            .count();
-        let console = logs
-            .iter()
-            .filter(|l| l.record.event_name == "browser.console")
-            .count();
-        (vitals.len() == 5 && exceptions >= 2 && console >= 2).then_some(logs)
+        let done = vital_names(&logs).len() == 5
+            && events(&logs, "exception").count() >= 2
+            && events(&logs, "browser.console").count() >= 2;
+        done.then_some(logs)
     })
     .await;
     let type_error = logs
@@ -238,10 +220,7 @@ async fn the_faro_web_sdk_in_chromium_is_correlated_end_to_end() {
         attr(&type_error.record.attributes, "exception.message").as_deref(),
         Some("pricing rules are undefined")
     );
-    assert_eq!(
-        attr(&type_error.resource.attributes, "service.name").as_deref(),
-        Some(APP)
-    );
+    assert_eq!(service_name(&type_error.resource).as_deref(), Some(APP));
     let stack = attr(&type_error.record.attributes, "exception.stacktrace").unwrap();
     assert!(stack.contains(&origin), "{stack}");
     assert_eq!(hex(&type_error.record.trace_id), SERVER_TRACE);
@@ -260,42 +239,14 @@ async fn the_faro_web_sdk_in_chromium_is_correlated_end_to_end() {
         attr(&warn.record.attributes, "session.id").as_deref(),
         Some(session.as_str())
     );
-    for vital in logs
-        .iter()
-        .filter(|l| l.record.event_name == "browser.web_vital")
-    {
+    for vital in events(&logs, "browser.web_vital") {
         assert_eq!(hex(&vital.record.trace_id), SERVER_TRACE, "{vital:?}");
-        assert_eq!(
-            attr(&vital.resource.attributes, "service.name").as_deref(),
-            Some(APP)
-        );
+        assert_eq!(service_name(&vital.resource).as_deref(), Some(APP));
     }
 
     // Web-vital histograms with exemplars on the page load, and the HTTP client histogram.
-    let metrics = poll("web-vital and HTTP histograms", WAIT, || {
-        let metrics = sink.metrics();
-        let names: HashSet<_> = metrics.iter().map(|m| m.name.clone()).collect();
-        [
-            "browser.web_vital.lcp",
-            "browser.web_vital.inp",
-            "browser.web_vital.cls",
-            "browser.web_vital.fcp",
-            "browser.web_vital.ttfb",
-            "http.client.request.duration",
-        ]
-        .iter()
-        .all(|w| names.contains(*w))
-        .then_some(metrics)
-    })
-    .await;
-    let ttfb = metrics
-        .iter()
-        .find(|m| m.name == "browser.web_vital.ttfb")
-        .unwrap();
-    let Some(Data::Histogram(h)) = &ttfb.data else {
-        panic!("{ttfb:?}")
-    };
-    let point = &h.data_points[0];
+    let metrics = poll_metrics(&sink, &RUM_HISTOGRAMS).await;
+    let point = first_histogram_point(&metrics, "browser.web_vital.ttfb");
     assert_eq!(
         attr(&point.attributes, "rum.app.name").as_deref(),
         Some(APP)
