@@ -274,7 +274,7 @@ async fn traced(req: Request, next: Next) -> Response {
         let mut response = next.run(req).await;
         let span = tracing::Span::current();
         let status = response.status();
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             span.record("otel.status_code", "error");
         }
