@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the whole-daemon tests need into ./.tools (idempotent):
-#   - rotel, a Rust OpenTelemetry collector, shipped as a binary inside the PyPI wheel `rotel`;
+# Installs what the whole-daemon tests need (idempotent: each step is skipped when done):
+#   - rotel, a Rust OpenTelemetry collector, shipped as a binary inside the PyPI wheel `rotel`,
+#     into ./.tools;
+#   - Debian's chromium and chromium-driver, for the browser tests (headless, driven over
+#     WebDriver);
+#   - the npm packages the browser tests load into pages (tests/browser/package-lock.json:
+#     Grafana Faro Web SDK and tracing, Google web-vitals), with `npm ci`;
 #   - the loader's build tool (terser, pinned in loader/package-lock.json) into
 #     loader/node_modules, for the test that rum.min.js is the build of rum.js.
 set -euo pipefail
@@ -28,4 +33,21 @@ if [ ! -x loader/node_modules/.bin/terser ]; then
   echo "installing the loader's build tool (npm ci in loader/)"
   (cd loader && npm ci --no-audit --no-fund)
 fi
-echo "test dependencies ready in .tools/ and loader/node_modules/"
+
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "installing chromium and chromium-driver (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+
+# npm ci wipes and reinstalls node_modules: only when the lock file changed since the last run.
+lock=tests/browser/package-lock.json
+stamp=tests/browser/node_modules/.installed-from-lock
+if ! cmp -s "$lock" "$stamp" 2>/dev/null; then
+  echo "installing the browser tests' npm packages (npm ci in tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$lock" "$stamp"
+fi
+
+echo "test dependencies ready (.tools/, chromium, tests/browser/node_modules, loader/node_modules)"

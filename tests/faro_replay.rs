@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 const SERVER_TRACE: &str = "4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c";
 const SERVER_SPAN: &str = "a1b2c3d4e5f60718";
@@ -240,28 +239,8 @@ async fn captured_faro_requests_are_correlated_end_to_end() {
 
     // Web-vital histograms, with exemplars pointing at the page-load trace, and the HTTP
     // histogram from the fetch span.
-    let metrics = poll("web-vital and HTTP histograms", WAIT, || {
-        let metrics = sink.metrics();
-        let names: std::collections::HashSet<_> = metrics.iter().map(|m| m.name.clone()).collect();
-        let want = [
-            "browser.web_vital.lcp",
-            "browser.web_vital.inp",
-            "browser.web_vital.cls",
-            "browser.web_vital.fcp",
-            "browser.web_vital.ttfb",
-            "http.client.request.duration",
-        ];
-        want.iter().all(|w| names.contains(*w)).then_some(metrics)
-    })
-    .await;
-    let lcp = metrics
-        .iter()
-        .find(|m| m.name == "browser.web_vital.lcp")
-        .unwrap();
-    let Some(Data::Histogram(h)) = &lcp.data else {
-        panic!("{lcp:?}")
-    };
-    let point = &h.data_points[0];
+    let metrics = poll_metrics(&sink, &RUM_HISTOGRAMS).await;
+    let point = first_histogram_point(&metrics, "browser.web_vital.lcp");
     assert_eq!(
         attr(&point.attributes, "rum.app.name").as_deref(),
         Some(APP)

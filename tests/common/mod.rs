@@ -4,6 +4,8 @@
 //! Data path under test: HTTP → rum-bridge → OTLP/gRPC → rotel → OTLP/gRPC → sink.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,7 +33,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::metrics::v1::Metric;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{HistogramDataPoint, Metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tonic::codec::CompressionEncoding::Gzip as GZIP;
@@ -220,6 +223,60 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(data).unwrap();
     e.finish().unwrap()
+}
+
+/// The histograms the bridge derives from browser data: the five web vitals and HTTP calls.
+pub const RUM_HISTOGRAMS: [&str; 6] = [
+    "browser.web_vital.lcp",
+    "browser.web_vital.inp",
+    "browser.web_vital.cls",
+    "browser.web_vital.fcp",
+    "browser.web_vital.ttfb",
+    "http.client.request.duration",
+];
+
+/// Waits until the sink holds a metric of each name in `names`; returns all metrics.
+pub async fn poll_metrics(sink: &Sink, names: &[&str]) -> Vec<Metric> {
+    poll(&format!("metrics {names:?}"), WAIT, || {
+        let metrics = sink.metrics();
+        names
+            .iter()
+            .all(|n| metrics.iter().any(|m| m.name == *n))
+            .then_some(metrics)
+    })
+    .await
+}
+
+/// The first data point of the histogram `name` among `metrics`.
+pub fn first_histogram_point<'a>(metrics: &'a [Metric], name: &str) -> &'a HistogramDataPoint {
+    let metric = metrics
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("no metric {name}"));
+    let Some(Data::Histogram(h)) = &metric.data else {
+        panic!("{name} is not a histogram: {metric:?}")
+    };
+    &h.data_points[0]
+}
+
+/// Log records whose `event_name` is `event`.
+pub fn events<'a>(
+    logs: &'a [LogRecordEntry],
+    event: &'a str,
+) -> impl Iterator<Item = &'a LogRecordEntry> {
+    logs.iter().filter(move |l| l.record.event_name == event)
+}
+
+/// The distinct `browser.web_vital.name`s among the `browser.web_vital` events of `logs`.
+pub fn vital_names(logs: &[LogRecordEntry]) -> std::collections::HashSet<String> {
+    events(logs, "browser.web_vital")
+        .filter_map(|l| attr(&l.record.attributes, "browser.web_vital.name"))
+        .collect()
+}
+
+/// `service.name` of a resource.
+pub fn service_name(resource: &Resource) -> Option<String> {
+    attr(&resource.attributes, "service.name")
 }
 
 pub fn hex(b: &[u8]) -> String {
