@@ -309,3 +309,110 @@ async fn the_app_key_and_origin_are_checked_before_the_body() {
         "both paths count under one route label"
     );
 }
+
+/// Hostile and malformed Faro bodies: each gets its documented status and a JSON reason, a
+/// bad item is dropped and counted while the good ones of the same batch arrive, and the
+/// daemon keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_faro_bodies_get_their_status_and_lose_nothing_else() {
+    let sink = Sink::start().await;
+    let rotel = Rotel::start(&sink).await;
+    let bridge = Bridge::start(&grpc_exporter_toml(rotel.grpc)).await;
+    let url = bridge.url("/collect");
+    let post = |body: Vec<u8>, gzip: bool| {
+        let mut req = bridge
+            .client
+            .post(&url)
+            .header("content-type", "application/json");
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        async move {
+            let resp = req.body(body).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: serde_json::Value =
+                serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+
+    // Wrong types and an unknown key on every level; one good log among bad items.
+    let mixed = serde_json::json!({
+        "meta": {"app": {"name": "hostile-shop", "x": {"y": 1}}, "session": {"id": 42, "z": []},
+                 "browser": {"brands": "Chromium;156", "q": null}, "unknown": {"a": [1]}},
+        "logs": [
+            {"message": "kept log line", "level": "info", "timestamp": "2026-11-28T08:00:00.000Z",
+             "extra": {"k": true}},
+            {"message": ["not", "a", "string"], "level": 7, "timestamp": false},
+            "not an object"
+        ],
+        "exceptions": [{"type": 5, "value": {"v": 1}, "timestamp": []}],
+        "events": {"not": "an array"},
+        "measurements": [{"type": "web-vitals", "values": {"lcp": "oops"}}],
+        "surprise": [[[]]]
+    });
+    let (status, body) = post(mixed.to_string().into_bytes(), false).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body["accepted"].as_u64().unwrap() >= 1, "{body}");
+    assert!(body["rejected"].as_u64().unwrap() >= 2, "{body}");
+    assert!(!body["errors"].as_array().unwrap().is_empty());
+
+    let log = serde_json::json!({"message": "m", "level": "info",
+                                 "timestamp": "2026-11-28T08:00:00.000Z"});
+    let huge = serde_json::json!({"meta": {"app": {"name": "hostile-shop"}},
+                                  "logs": vec![log; 10_000]});
+    let deep = format!(
+        r#"{{"meta":{{"app":{{"name":"hostile-shop"}}}},"logs":[{{"message":"m","context":{}}}]}}"#,
+        format!(
+            "{}{}",
+            "{\"a\":".repeat(1000),
+            "1".to_owned() + &"}".repeat(1000)
+        )
+    );
+    let mut bad_gzip = gzip(mixed.to_string().as_bytes());
+    bad_gzip.truncate(bad_gzip.len() / 2);
+    for (body, zipped, status, reason) in [
+        (
+            gzip(huge.to_string().as_bytes()),
+            true,
+            413,
+            "too_many_items",
+        ),
+        (deep.into_bytes(), false, 400, "too_deep"),
+        (bad_gzip, true, 400, "invalid_gzip"),
+        (b"[1,2,3]".to_vec(), false, 400, "wrong_shape"),
+        (b"{\"meta\":".to_vec(), false, 400, "invalid_json"),
+    ] {
+        let (got, answer) = post(body, zipped).await;
+        assert_eq!(
+            (got, answer["reason"].as_str()),
+            (status, Some(reason)),
+            "{answer}"
+        );
+        let series = format!("rum_bridge_items_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(bridge.metric(&series).await, 1.0, "{series}");
+    }
+
+    let logs = poll("the good log of the mixed batch", WAIT, || {
+        let logs = sink.logs();
+        logs.iter()
+            .any(|l| format!("{:?}", l.record.body).contains("kept log line"))
+            .then_some(logs)
+    })
+    .await;
+    let kept = logs
+        .iter()
+        .find(|l| format!("{:?}", l.record.body).contains("kept log line"))
+        .unwrap();
+    assert_eq!(
+        service_name(&kept.resource).as_deref(),
+        Some("hostile-shop")
+    );
+    let health = bridge
+        .client
+        .get(format!("http://{}/healthz", bridge.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
