@@ -361,13 +361,9 @@ async fn hostile_faro_bodies_get_their_status_and_lose_nothing_else() {
                                  "timestamp": "2026-11-28T08:00:00.000Z"});
     let huge = serde_json::json!({"meta": {"app": {"name": "hostile-shop"}},
                                   "logs": vec![log; 10_000]});
+    let nested = format!("{}1{}", "{\"a\":".repeat(1000), "}".repeat(1000));
     let deep = format!(
-        r#"{{"meta":{{"app":{{"name":"hostile-shop"}}}},"logs":[{{"message":"m","context":{}}}]}}"#,
-        format!(
-            "{}{}",
-            "{\"a\":".repeat(1000),
-            "1".to_owned() + &"}".repeat(1000)
-        )
+        r#"{{"meta":{{"app":{{"name":"hostile-shop"}}}},"logs":[{{"message":"m","context":{nested}}}]}}"#
     );
     let mut bad_gzip = gzip(mixed.to_string().as_bytes());
     bad_gzip.truncate(bad_gzip.len() / 2);
