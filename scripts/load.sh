@@ -10,7 +10,7 @@ duration=${1:-10}
 conns=${2:-32}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 scripts/install-test-deps.sh >/dev/null
-cargo build --release --locked --quiet
+scripts/build-release.sh --quiet
 
 work=$(mktemp -d)
 pids=()

@@ -8,6 +8,6 @@ scripts/install-test-deps.sh
 export ROTEL_AGENT="$PWD/.tools/rotel/rotel-agent"
 node --test loader/test/*.test.mjs
 # Whole-daemon tests (floods, gzip bombs, correlation...) run against the release binary.
-cargo build --release --locked --bin rum-bridge
+scripts/build-release.sh --bin rum-bridge
 export RUM_BRIDGE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rum-bridge"
 cargo test --all-targets --locked "$@"

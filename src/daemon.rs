@@ -77,10 +77,20 @@ pub async fn run_until(
     }
     let (flush_tx, flush_rx) = watch::channel(false);
     let aggregator = config.metrics.enabled.then(|| {
-        let instance_id = format!("{:016x}", rand::random::<u64>());
+        let instance_id = config
+            .metrics
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
         Arc::new(MetricsAggregator::new(
             &config.metrics,
-            bridge_resource(&instance_id),
+            bridge_resource(
+                &instance_id,
+                config
+                    .resource_attributes
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ),
         ))
     });
     let flusher = aggregator.as_ref().map(|agg| {

@@ -121,6 +121,16 @@ struct AppState {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+/// The origin a browser uses for a listen address: `localhost` when listening on all
+/// interfaces (in a container, say), since browsers refuse `0.0.0.0` as a destination.
+fn origin(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -128,9 +138,9 @@ async fn main() -> anyhow::Result<()> {
 
     let state = AppState {
         site: Arc::new(Site {
-            page_origin: format!("http://{}", args.listen),
-            api_origin: format!("http://{}", args.api_listen),
-            partner_origin: format!("http://{}", args.partner_listen),
+            page_origin: origin(args.listen),
+            api_origin: origin(args.api_listen),
+            partner_origin: origin(args.partner_listen),
             bridge_url: args.bridge_url.trim_end_matches('/').to_owned(),
             app_key: args.app_key,
             head_scripts: args.head_scripts,

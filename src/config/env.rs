@@ -64,6 +64,9 @@ pub(crate) fn overlay(config: &mut Config, env: EnvLookup<'_>) -> Result<(), Con
     if config.privacy.user_id_key.is_none() {
         config.privacy.user_id_key = get(env, super::privacy::USER_ID_KEY_VAR);
     }
+    if config.metrics.instance_id.is_none() {
+        config.metrics.instance_id = get(env, "RUM_BRIDGE_INSTANCE_ID");
+    }
     overlay_exporter(config, env)
 }
 

@@ -181,6 +181,10 @@ pub struct MetricsConfig {
     pub cardinality_limit: usize,
     /// Exemplars kept per data point per interval.
     pub max_exemplars: usize,
+    /// `service.instance.id` of the bridge's metrics resource (one writer per replica).
+    /// Else `RUM_BRIDGE_INSTANCE_ID`; else random per process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 impl Default for MetricsConfig {
@@ -191,6 +195,7 @@ impl Default for MetricsConfig {
             temporality: Temporality::Cumulative,
             cardinality_limit: 2000,
             max_exemplars: 4,
+            instance_id: None,
         }
     }
 }
@@ -812,6 +817,19 @@ mod tests {
             toml::to_string(&c.exporters[0].retry).unwrap()
         );
         assert_eq!(back.apps[0].allowed_origins, c.apps[0].allowed_origins);
+    }
+
+    #[test]
+    fn the_metrics_instance_id_comes_from_the_file_else_the_environment() {
+        let env = |name: &str| (name == "RUM_BRIDGE_INSTANCE_ID").then(|| "pod-7".to_owned());
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.metrics.instance_id.as_deref(), Some("pod-7"));
+        let file = write_temp("[metrics]\ninstance_id = \"bridge-a\"\n");
+        let c = Config::load(Some(file.path()), &env).unwrap();
+        assert_eq!(c.metrics.instance_id.as_deref(), Some("bridge-a"));
+        let file = write_temp("[metrics]\ninstance_id = \" \"\n");
+        let err = Config::load(Some(file.path()), &env).unwrap_err().to_string();
+        assert!(err.contains("metrics.instance_id"), "{err}");
     }
 
     #[test]

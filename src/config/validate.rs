@@ -114,6 +114,15 @@ fn limits(config: &Config, p: &mut Problems) {
 
 fn metrics(config: &Config, p: &mut Problems) {
     let m = &config.metrics;
+    if m.instance_id
+        .as_deref()
+        .is_some_and(|id| id.trim().is_empty())
+    {
+        p.add(
+            "metrics.instance_id",
+            "must not be empty (leave it unset for a random id)",
+        );
+    }
     if m.interval < Duration::from_secs(1) {
         p.add("metrics.interval", "must be at least 1s");
     }

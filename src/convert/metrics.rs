@@ -227,13 +227,26 @@ fn vital_slot(name: VitalName) -> usize {
 }
 
 /// The OTLP resource of bridge-aggregated metrics: the bridge itself, one per replica.
-pub fn bridge_resource(instance_id: &str) -> Resource {
+/// `operator` are the operator's `[resource_attributes]` (e.g. `k8s.cluster.name`), added
+/// beside the bridge's `service.name`, `service.version` and `service.instance.id`, which they
+/// cannot replace.
+pub fn bridge_resource<'a>(
+    instance_id: &str,
+    operator: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Resource {
+    let mut attributes = vec![
+        string_attribute("service.name", "rum-bridge"),
+        string_attribute("service.instance.id", instance_id),
+        string_attribute("service.version", env!("CARGO_PKG_VERSION")),
+    ];
+    for (key, value) in operator {
+        match key {
+            "service.name" | "service.version" | "service.instance.id" => {}
+            _ => attributes.push(string_attribute(key, value)),
+        }
+    }
     Resource {
-        attributes: vec![
-            string_attribute("service.name", "rum-bridge"),
-            string_attribute("service.instance.id", instance_id),
-            string_attribute("service.version", env!("CARGO_PKG_VERSION")),
-        ],
+        attributes,
         ..Default::default()
     }
 }
@@ -1084,6 +1097,37 @@ fn unix_now_ns() -> u64 {
 }
 
 #[cfg(test)]
+mod resource_tests {
+    use super::*;
+
+    #[test]
+    fn operator_attributes_join_the_bridge_resource_without_replacing_its_identity() {
+        let r = bridge_resource(
+            "random-id",
+            [
+                ("k8s.pod.name", "rum-bridge-7d9f"),
+                ("service.instance.id", "app-replica"),
+                ("service.name", "not-the-bridge"),
+            ],
+        );
+        let get = |key: &str| {
+            r.attributes
+                .iter()
+                .filter(|kv| kv.key == key)
+                .map(|kv| format!("{:?}", kv.value))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("service.instance.id").len(), 1);
+        assert!(get("service.instance.id")[0].contains("random-id"));
+        assert!(get("service.name")[0].contains("\"rum-bridge\""));
+        assert_eq!(get("service.name").len(), 1);
+        assert!(get("k8s.pod.name")[0].contains("rum-bridge-7d9f"));
+        let plain = bridge_resource("random-id", []);
+        assert_eq!(plain.attributes.len(), 3);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{AppInfo, BrowserInfo, ErrorEvent, HttpCall, PageLoad, WebVital};
@@ -1110,7 +1154,7 @@ mod tests {
             max_exemplars,
             ..MetricsConfig::default()
         };
-        MetricsAggregator::new(&config, bridge_resource("replica-1"))
+        MetricsAggregator::new(&config, bridge_resource("replica-1", []))
     }
 
     fn aggregator(temporality: Temporality) -> MetricsAggregator {
