@@ -828,7 +828,9 @@ mod tests {
         let c = Config::load(Some(file.path()), &env).unwrap();
         assert_eq!(c.metrics.instance_id.as_deref(), Some("bridge-a"));
         let file = write_temp("[metrics]\ninstance_id = \" \"\n");
-        let err = Config::load(Some(file.path()), &env).unwrap_err().to_string();
+        let err = Config::load(Some(file.path()), &env)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("metrics.instance_id"), "{err}");
     }
 
