@@ -19,7 +19,8 @@ impl Processor {
             for frame in &mut record.frames {
                 self.pii.redact_string(&mut frame.function);
                 self.pii.redact_string(&mut frame.module);
-                self.pii.redact_string(&mut frame.filename);
+                // As in a model stack: the URL keeps its path, loses query values and fragment.
+                self.scrub_stack(&mut frame.filename);
             }
             let url_key = record.url_key;
             record.context.retain_mut(|(key, value)| {
@@ -93,7 +94,7 @@ mod tests {
         ];
         exception.frames = vec![Frame {
             function: "pay".into(),
-            filename: "http://203.0.113.7/app.js".into(),
+            filename: "http://203.0.113.7/app.js?session=abc#x".into(),
             lineno: 1,
             colno: 2,
             ..Default::default()
@@ -127,7 +128,10 @@ mod tests {
         assert_eq!(event.context[2].1.len(), 32, "user ids are hashed");
         assert_eq!(event.action[0].1, "ask [email]");
         assert_eq!(exception.text[1].1, "card [card] refused");
-        assert_eq!(exception.frames[0].filename, "http://[ip]/app.js");
+        assert_eq!(
+            exception.frames[0].filename,
+            "http://[ip]/app.js?session=REDACTED"
+        );
         let meta = &records.meta;
         assert_eq!(meta.page_id.as_deref(), Some("[email]"));
         assert_eq!(meta.session_attributes[0].1, "[email]");

@@ -33,7 +33,7 @@
 //! | the user id | hashed, kept or dropped (`privacy.user_id`) |
 //! | the client's address ([`client_ip`]) | never exported, unless `privacy.export_client_ip`: then truncated, as the resource attribute `client.address` |
 //! | OTLP passthrough | resource, span, span-event, link and log attributes as above, span names and log bodies by PII rules; `url.template` added next to a `url.full` that has none |
-//! | Faro items kept for `[faro] compat = "faro-contrib"` ([`faro_contrib`]) | as their model counterparts: texts and stack frames by PII rules, context and event attributes as attributes, a performance event's `name` as a URL, session and page attributes as attributes; browser name, version, OS and brands untouched, like the user agent |
+//! | Faro items kept for `[faro] compat = "faro-contrib"` ([`faro_contrib`]) | as their model counterparts: texts by PII rules, frame URLs as in stacks, context and event attributes as attributes, a performance event's `name` as a URL, session and page attributes as attributes; browser name, version, OS and brands untouched, like the user agent |
 
 pub mod client_ip;
 mod faro_contrib;
