@@ -24,7 +24,8 @@
 //! app_environment user_id session_id session_attr_* page_id page_url page_attr_* browser_name
 //! browser_version browser_os browser_mobile browser_userAgent browser_language
 //! browser_viewportWidth browser_viewportHeight browser_brand_<i>_{brand,version} (or
-//! browser_brands) k6_isK6Browser view_name`.
+//! browser_brands) k6_isK6Browser view_name geo_continent_iso geo_country_iso
+//! geo_subdivision_iso geo_city`.
 //!
 //! Values are quoted and escaped as `go-logfmt` does, numbers formatted as Go's `%f` and `%v`,
 //! `timestamp` as Go's RFC 3339 with milliseconds (`2021-09-30T10:46:17.68Z`), the stack trace as
@@ -41,8 +42,9 @@
 //!
 //! Where the bridge differs on purpose:
 //! - privacy: every value went through the same rules as the model before it gets here
-//!   (`process`); `user_email`, `user_username`, `user_attr_*` and client-sent `geo_*` are never
-//!   written (the bridge does not keep them), `user_id` is the hashed id;
+//!   (`process`); `user_email`, `user_username` and `user_attr_*` are never written (the
+//!   bridge does not keep them), `user_id` is the hashed id, and `geo_*` comes from the
+//!   bridge's own lookup (`[geo]`), not from the client;
 //! - times are skew-corrected like the rest of the bridge's output, and the record also carries
 //!   them as `time_unix_nano`, a severity, and, for items without their own trace context, the
 //!   page load's ids (the body keeps `traceID`/`spanID` only for the item's own);
@@ -69,6 +71,7 @@ use super::ids::PageSpan;
 use super::{epoch_ms_to_nanos, resource, scope, ConvertOptions};
 use crate::model::trace_context::hex;
 use crate::model::{AttrValue, PageContext, Severity, SpanRef};
+use crate::process::geo;
 
 /// The record attribute holding the kind (contrib's `faroKind`).
 pub const ATTR_KIND: &str = "kind";
@@ -526,6 +529,11 @@ fn meta_line(meta: &Meta, ctx: &PageContext, budget: usize) -> String {
         w.pair("k6_isK6Browser", "true");
     }
     w.opt("view_name", meta.view_name.as_deref());
+    // Faro leaves `geo` to the receiver: the bridge's own lookup (`[geo]`), never the client's.
+    w.opt("geo_continent_iso", context_str(ctx, geo::CONTINENT));
+    w.opt("geo_country_iso", context_str(ctx, geo::COUNTRY));
+    w.opt("geo_subdivision_iso", context_str(ctx, geo::REGION));
+    w.opt("geo_city", context_str(ctx, geo::LOCALITY));
     w.out
 }
 
@@ -1026,6 +1034,24 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with(" k6_isK6Browser=true"), "{line}");
+
+        // geo_* from the bridge's lookup, in contrib's order.
+        let located = PageContext {
+            attributes: vec![
+                (geo::LOCALITY.into(), AttrValue::Str("Berlin".into())),
+                (geo::COUNTRY.into(), AttrValue::Str("DE".into())),
+                (geo::CONTINENT.into(), AttrValue::Str("EU".into())),
+                (geo::REGION.into(), AttrValue::Str("DE-BE".into())),
+            ],
+            ..ctx
+        };
+        let line = meta_line(&Meta::default(), &located, 0);
+        assert!(
+            line.ends_with(
+                " geo_continent_iso=EU geo_country_iso=DE geo_subdivision_iso=DE-BE geo_city=Berlin"
+            ),
+            "{line}"
+        );
     }
 
     #[test]
