@@ -73,7 +73,7 @@ fn body(entry: &LogRecordEntry) -> String {
 fn records_of(sink: &Sink, app: &str) -> Vec<(LogRecordEntry, HashMap<String, String>)> {
     sink.logs()
         .into_iter()
-        .filter(|l| attr(&l.resource.attributes, "service.name").as_deref() == Some(app))
+        .filter(|l| service_name(&l.resource).as_deref() == Some(app))
         .map(|l| {
             let kv = logfmt(&body(&l));
             (l, kv)
@@ -120,13 +120,23 @@ async fn captured_faro_requests_come_out_as_contrib_records() {
     .await;
 
     let kinds = ["log", "exception", "measurement", "event"];
-    let records = poll("contrib records of every kind", WAIT, || {
-        let records = records_of(&sink, APP);
-        kinds
+    let has = |records: &[(LogRecordEntry, HashMap<String, String>)], key: &str, value: &str| {
+        records
             .iter()
-            .all(|k| records.iter().any(|(_, kv)| kv["kind"] == *k))
+            .any(|(_, kv)| kv.get(key).map(String::as_str) == Some(value))
+    };
+    let records = poll(
+        "records of every kind, the TypeError, navigation and LCP",
+        WAIT,
+        || {
+            let records = records_of(&sink, APP);
+            (kinds.iter().all(|k| has(&records, "kind", k))
+                && has(&records, "type", "TypeError")
+                && has(&records, "event_name", "faro.performance.navigation")
+                && records.iter().any(|(_, kv)| kv.contains_key("value_lcp")))
             .then_some(records)
-    })
+        },
+    )
     .await;
 
     let stack_frame = regex::Regex::new(r"^(.+)?\s\(((.+)\|)?(.+)?:(\d+)?:(\d+)?\)$").unwrap();
@@ -215,13 +225,7 @@ async fn captured_faro_requests_come_out_as_contrib_records() {
         .find(|s| s.span.name == "documentLoad")
         .unwrap();
     assert_eq!(hex(&doc.span.parent_span_id), SERVER_SPAN);
-    poll("the LCP histogram", WAIT, || {
-        sink.metrics()
-            .iter()
-            .any(|m| m.name == "browser.web_vital.lcp")
-            .then_some(())
-    })
-    .await;
+    poll_metrics(&sink, &["browser.web_vital.lcp"]).await;
 
     // Privacy: the user's e-mail and name never appear, the id is hashed, URLs and messages
     // scrubbed.
