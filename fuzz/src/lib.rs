@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use rum_bridge::admin::Metrics;
-use rum_bridge::config::{Config, LimitsConfig};
-use rum_bridge::convert::{convert, ConvertOptions};
+use rum_bridge::config::{Config, FaroCompat, LimitsConfig};
+use rum_bridge::convert::{convert, faro_contrib, ConvertOptions};
 use rum_bridge::export::Payload;
 use rum_bridge::model::trace_context::{parse_server_timing, TraceContext};
 use rum_bridge::process::limits::ItemLimits;
@@ -74,15 +74,24 @@ pub fn native_beacon(data: &[u8]) {
     }
 }
 
-/// `POST /collect`: decode (embedded OTLP spans included), scrub, convert.
+/// `POST /collect`: decode (embedded OTLP spans and the faro-contrib records included), scrub,
+/// convert (both log shapes).
 pub fn faro(data: &[u8]) {
     let s = shared();
-    if let Ok(mut decoded) = faro::decode(data, limits(), 1_800_000_000_000.0) {
+    let compat = FaroCompat::FaroContrib;
+    if let Ok(mut decoded) = faro::decode(data, limits(), 1_800_000_000_000.0, compat) {
         s.processor.process_batch(&mut decoded.batch);
         s.processor
             .process_otlp_spans(&mut decoded.resource_spans, &RequestInfo::default());
         let mut payload = convert(&decoded.batch, &s.convert);
         payload.spans.append(&mut decoded.resource_spans);
+        if let Some(mut records) = decoded.contrib {
+            s.processor.process_faro_records(&mut records);
+            let context = &decoded.batch.context;
+            payload
+                .logs
+                .extend(faro_contrib::convert(records, context, &s.convert));
+        }
         finish(payload);
     }
 }

@@ -41,6 +41,7 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub sampling: SamplingConfig,
     pub geo: GeoConfig,
+    pub faro: FaroConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -238,6 +239,26 @@ impl Default for TelemetryConfig {
             self_traces_endpoint: None,
         }
     }
+}
+
+/// What the Faro route's log records look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaroCompat {
+    /// The bridge's semantic log records (`exception`, `browser.web_vital`, …).
+    #[default]
+    None,
+    /// What OpenTelemetry collector-contrib's faro receiver produces (logfmt body, `kind` and
+    /// `hash` attributes), for Grafana's Frontend Observability (`convert::faro_contrib`).
+    FaroContrib,
+}
+
+/// `[faro]`: the Grafana Faro route. One setting for all apps: it is about what the collector
+/// behind the bridge expects, and the exporters are shared by all apps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaroConfig {
+    pub compat: FaroCompat,
 }
 
 /// `[[apps]]`: a browser app allowed to send.
@@ -705,6 +726,20 @@ mod tests {
     }
 
     #[test]
+    fn faro_compat_takes_its_two_values_and_names_the_key_otherwise() {
+        let c = Config::from_toml("[faro]\ncompat = \"faro-contrib\"\n").unwrap();
+        assert_eq!(c.faro.compat, FaroCompat::FaroContrib);
+        assert_eq!(Config::default().faro.compat, FaroCompat::None);
+        let err = Config::from_toml("[faro]\ncompat = \"contrib\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("compat") && err.contains("faro-contrib"),
+            "{err}"
+        );
+        let err = Config::from_toml("[faro]\nmode = \"none\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("mode"), "{err}");
+    }
+
+    #[test]
     fn missing_file_is_a_read_error() {
         let err = Config::load(Some(Path::new("/nonexistent/rum.toml")), &no_env).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }), "{err}");
@@ -931,6 +966,7 @@ replacement = "{a/b}"
         assert_eq!(show(&example.privacy), show(&defaults.privacy));
         assert_eq!(show(&example.rate_limits), show(&defaults.rate_limits));
         assert_eq!(show(&example.sampling), show(&defaults.sampling));
+        assert_eq!(show(&example.faro), show(&defaults.faro));
         let mut exporter = example.exporters[0].clone();
         exporter.endpoint = None;
         let mut default_exporter = ExporterConfig::new("collector", Protocol::Grpc);

@@ -30,6 +30,7 @@
 //! boundary, `0` = no limit); non-finite numbers are dropped.
 
 pub mod attrs;
+pub mod faro_contrib;
 pub mod ids;
 pub mod logs;
 pub mod metrics;
@@ -89,9 +90,23 @@ impl From<&Config> for ConvertOptions {
 /// Converts one batch into OTLP spans and log records (metrics are aggregated elsewhere).
 /// Returns an empty payload when nothing in the batch maps to a span or a log record.
 pub fn convert(batch: &RumBatch, opts: &ConvertOptions) -> Payload {
+    convert_signals(batch, opts, true)
+}
+
+/// [`convert`] without the log records, for callers that export the batch's logs in another
+/// shape ([`faro_contrib`]).
+pub fn convert_spans_only(batch: &RumBatch, opts: &ConvertOptions) -> Payload {
+    convert_signals(batch, opts, false)
+}
+
+fn convert_signals(batch: &RumBatch, opts: &ConvertOptions, with_logs: bool) -> Payload {
     let cx = BatchContext::new(batch, opts);
     let spans = spans::convert_spans(&cx);
-    let logs = logs::convert_logs(&cx);
+    let logs = if with_logs {
+        logs::convert_logs(&cx)
+    } else {
+        Vec::new()
+    };
     if spans.is_empty() && logs.is_empty() {
         return Payload::default();
     }
@@ -123,7 +138,8 @@ pub fn convert(batch: &RumBatch, opts: &ConvertOptions) -> Payload {
     payload
 }
 
-fn scope() -> InstrumentationScope {
+/// The instrumentation scope of everything the bridge converts.
+pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope {
         name: SCOPE_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),

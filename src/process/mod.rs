@@ -33,8 +33,10 @@
 //! | the user id | hashed, kept or dropped (`privacy.user_id`) |
 //! | the client's address ([`client_ip`]) | never exported, unless `privacy.export_client_ip`: then truncated, as the resource attribute `client.address` |
 //! | OTLP passthrough | resource, span, span-event, link and log attributes as above, span names and log bodies by PII rules; `url.template` added next to a `url.full` that has none |
+//! | Faro items kept for `[faro] compat = "faro-contrib"` ([`faro_contrib`]) | as their model counterparts: texts by PII rules, frame URLs as in stacks, context and event attributes as attributes, a performance event's `name` as a URL, session and page attributes as attributes; browser name, version, OS and brands untouched, like the user agent |
 
 pub mod client_ip;
+mod faro_contrib;
 pub mod geo;
 pub mod limits;
 pub mod pii;
@@ -55,7 +57,7 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use crate::admin::Metrics;
 use crate::config::privacy::UserIdMode;
 use crate::config::Config;
-use crate::model::{AttrValue, Attributes, RumBatch, RumEvent};
+use crate::model::{AttrValue, Attributes, PageContext, RumBatch, RumEvent};
 
 use client_ip::ClientIps;
 use geo::GeoIp;
@@ -103,6 +105,16 @@ pub struct Withheld {
     /// One of the [`dropped`] reasons.
     pub reason: &'static str,
     pub events: Vec<RumEvent>,
+}
+
+/// What of a batch may leave as spans or logs ([`Processor::export_policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportPolicy {
+    Everything,
+    /// Nothing, for one of the [`dropped`] reasons.
+    Nothing(&'static str),
+    /// The session is outside the sample: only errors and poor vitals, when configured.
+    KeptAnyway,
 }
 
 /// OTLP items removed from a passthrough request.
@@ -241,30 +253,53 @@ impl Processor {
         }
     }
 
-    /// Takes out of `batch.events` what must not leave as spans or logs: everything under a
-    /// consent restriction, else the events of a session outside the sample (except errors
-    /// and poor vitals, when configured). The caller still feeds them to the aggregate
+    /// What of a batch may leave as spans or logs: nothing under a consent restriction, else
+    /// everything of a session in the sample, else only what is kept anyway (errors and poor
+    /// vitals, when configured).
+    pub fn export_policy(&self, ctx: &PageContext, request: &RequestInfo) -> ExportPolicy {
+        if let Some(reason) = self.restriction(ctx.consent.as_deref(), request) {
+            return ExportPolicy::Nothing(reason);
+        }
+        let rate = self.sampling.rate(request.sample_rate);
+        if Sampling::keeps_session(ctx.session_id.as_deref(), rate) {
+            ExportPolicy::Everything
+        } else {
+            ExportPolicy::KeptAnyway
+        }
+    }
+
+    /// Whether `policy` lets an item leave; `event` is the model event it was made into, if any.
+    pub fn exports(&self, policy: ExportPolicy, event: Option<&RumEvent>) -> bool {
+        match policy {
+            ExportPolicy::Everything => true,
+            ExportPolicy::Nothing(_) => false,
+            ExportPolicy::KeptAnyway => event.is_some_and(|e| self.sampling.keeps_event_anyway(e)),
+        }
+    }
+
+    /// Takes out of `batch.events` what must not leave as spans or logs
+    /// ([`export_policy`](Self::export_policy)). The caller still feeds them to the aggregate
     /// metrics and counts them.
     pub fn withhold(&self, batch: &mut RumBatch, request: &RequestInfo) -> Option<Withheld> {
         if batch.events.is_empty() {
             return None;
         }
-        if let Some(reason) = self.restriction(batch.context.consent.as_deref(), request) {
-            return Some(Withheld {
-                reason,
-                events: std::mem::take(&mut batch.events),
-            });
-        }
-        let rate = self.sampling.rate(request.sample_rate);
-        if Sampling::keeps_session(batch.context.session_id.as_deref(), rate) {
-            return None;
-        }
+        let reason = match self.export_policy(&batch.context, request) {
+            ExportPolicy::Everything => return None,
+            ExportPolicy::Nothing(reason) => {
+                return Some(Withheld {
+                    reason,
+                    events: std::mem::take(&mut batch.events),
+                })
+            }
+            ExportPolicy::KeptAnyway => dropped::SAMPLED_OUT,
+        };
         let (kept, withheld): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.events)
             .into_iter()
-            .partition(|e| self.sampling.keeps_event_anyway(e));
+            .partition(|e| self.exports(ExportPolicy::KeptAnyway, Some(e)));
         batch.events = kept;
         (!withheld.is_empty()).then_some(Withheld {
-            reason: dropped::SAMPLED_OUT,
+            reason,
             events: withheld,
         })
     }

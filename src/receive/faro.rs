@@ -17,6 +17,12 @@
 //! 6. the same context completion, clock handling and conversion as native beacons, plus the
 //!    embedded OTLP spans; then enqueue and `202`.
 //!
+//! With `[faro] compat = "faro-contrib"` the decoder also keeps each log, exception,
+//! measurement and event in the shape collector-contrib's faro receiver gives them
+//! (`convert::faro_contrib`, for Grafana's Frontend Observability); after the same privacy
+//! rules and sampling, those records replace the model's log records. Spans and metrics are
+//! the same in both modes.
+//!
 //! Faro item times are absolute (RFC 3339), so a Faro batch's `time_origin_ms` is 0 and its
 //! event times are Unix epoch ms. Faro sends no send time, so skew is only corrected for clocks
 //! that run ahead: items stamped more than `correlation.clock_skew_threshold_ms` after their
@@ -49,7 +55,8 @@ use super::body::{body_format, nesting_exceeds, MAX_JSON_DEPTH};
 use super::client_ip::ClientIp;
 use super::error::{json_body, EdgeError, TOO_MANY_ITEMS};
 use super::{accepted, cors, header_str, now_ms, request_info, EdgeState};
-use crate::config::LimitsConfig;
+use crate::config::{FaroCompat, LimitsConfig};
+use crate::convert::faro_contrib::FaroRecords;
 use crate::model::{Rejected, RumBatch, RumEvent};
 use items::{Items, Section};
 use memory::{page_key, retry_key, PageMemo};
@@ -107,6 +114,9 @@ pub struct FaroBatch {
     pub has_navigation: bool,
     /// The latest item timestamp (Unix epoch ms).
     pub newest_ms: Option<f64>,
+    /// The items in collector-contrib's shape, with `compat = "faro-contrib"`
+    /// (`convert::faro_contrib`); not yet scrubbed.
+    pub contrib: Option<FaroRecords>,
 }
 
 #[derive(Deserialize)]
@@ -131,11 +141,13 @@ struct Sections<'a> {
 /// `limits.max_events_per_batch` items; otherwise bad parts are dropped and listed in
 /// `batch.rejected`: items beyond `max_events_per_batch` (counted across all arrays and the
 /// embedded spans), items that are not objects, a section that is not an array.
-/// `received_at_ms` stamps items that have no readable timestamp.
+/// `received_at_ms` stamps items that have no readable timestamp. With
+/// [`FaroCompat::FaroContrib`] the kept items are also returned in contrib's shape.
 pub fn decode(
     body: &[u8],
     limits: &LimitsConfig,
     received_at_ms: f64,
+    compat: FaroCompat,
 ) -> Result<FaroBatch, FaroError> {
     if let Some(found) = lenient::json_type(body).filter(|t| *t != "an object") {
         return Err(FaroError::WrongShape { found });
@@ -162,6 +174,14 @@ pub fn decode(
     };
     let mut items = Items::new(limits, received_at_ms, extras);
     items.rejected = rejected;
+    let contrib_meta = (compat == FaroCompat::FaroContrib).then(|| {
+        items.contrib = Some(Vec::new());
+        sections
+            .meta
+            .and_then(|raw| lenient::object::<meta::ContribMeta>(raw).ok())
+            .map(meta::ContribMeta::into_meta)
+            .unwrap_or_default()
+    });
     let mut seen = 0usize;
     for (section, raw) in [
         (Section::Logs, sections.logs),
@@ -205,6 +225,7 @@ pub fn decode(
         navigation_id,
         referenced_navigation_id,
         newest_ms,
+        contrib,
         ..
     } = items.finish();
     let ctx = &mut batch.context;
@@ -221,6 +242,9 @@ pub fn decode(
         span_count: spans.spans,
         has_navigation,
         newest_ms,
+        contrib: contrib
+            .zip(contrib_meta)
+            .map(|(records, meta)| FaroRecords { records, meta }),
     })
 }
 
@@ -324,8 +348,14 @@ impl EdgeState {
             span_count,
             has_navigation,
             newest_ms,
-        } = decode(body, &self.config.limits, received_at_ms)
-            .map_err(|e| EdgeError::refused_body(e.reason(), e.to_string()))?;
+            contrib,
+        } = decode(
+            body,
+            &self.config.limits,
+            received_at_ms,
+            self.config.faro.compat,
+        )
+        .map_err(|e| EdgeError::refused_body(e.reason(), e.to_string()))?;
         let ctx = &mut batch.context;
         if ctx.session_id.is_none() {
             ctx.session_id = headers
@@ -346,8 +376,28 @@ impl EdgeState {
         // The same privacy rules as every other format: scrub, then sample and apply consent.
         self.processor.process_batch(&mut batch);
         let request = request_info(client_ip, headers, app);
+        // Contrib-shaped records get the same rules and follow their model event's fate.
+        let contrib = contrib.map(|mut records| {
+            self.processor.process_faro_records(&mut records);
+            let policy = self.processor.export_policy(&batch.context, &request);
+            records.records.retain(|r| {
+                let event = r.event.and_then(|i| batch.events.get(i));
+                self.processor.exports(policy, event)
+            });
+            records
+        });
         let withheld = self.processor.withhold(&mut batch, &request);
-        let mut payload = crate::convert::convert(&batch, &self.convert);
+        let mut payload = match contrib {
+            None => crate::convert::convert(&batch, &self.convert),
+            // They replace the model's log records; spans stay.
+            Some(records) => {
+                let mut payload = crate::convert::convert_spans_only(&batch, &self.convert);
+                let logs =
+                    crate::convert::faro_contrib::convert(records, &batch.context, &self.convert);
+                payload.logs.extend(logs);
+                payload
+            }
+        };
         traces::enrich(
             &mut resource_spans,
             &batch.context,

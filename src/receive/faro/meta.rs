@@ -26,11 +26,14 @@ use std::fmt;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::lenient::{boolean, string, string_map, Lax};
+use super::lenient::{boolean, string, string_map, Lax, LaxList};
+use crate::convert::faro_contrib;
 use crate::model::{AttrValue, PageContext};
 
 /// Most brands kept from `browser.brands`.
 const MAX_BRANDS: usize = 16;
+/// Most `sdk.integrations` kept for faro-contrib output.
+const MAX_INTEGRATIONS: usize = 32;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -95,6 +98,9 @@ struct Page {
     id: Option<String>,
     #[serde(deserialize_with = "string")]
     url: Option<String>,
+    /// Only for faro-contrib output.
+    #[serde(deserialize_with = "string_map")]
+    attributes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +119,11 @@ struct Browser {
     #[serde(deserialize_with = "string")]
     language: Option<String>,
     brands: Brands,
+    /// Only for faro-contrib output (the model keeps no viewport).
+    #[serde(deserialize_with = "string")]
+    viewport_width: Option<String>,
+    #[serde(deserialize_with = "string")]
+    viewport_height: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,11 +165,34 @@ struct Device {
     kind: Option<String>,
 }
 
-/// `browser.brands`: an array of `{brand, version}` or one comma-separated string
-/// (`Browser_Brands` union), as `"<brand> <version>"` strings (the UA Client Hints form semconv
-/// uses).
+/// `browser.brands` as sent: an array of `{brand, version}` or one comma-separated string
+/// (`Browser_Brands` union); at most [`MAX_BRANDS`] entries.
 #[derive(Debug, Default)]
-struct Brands(Vec<String>);
+struct Brands(faro_contrib::Brands);
+
+impl Brands {
+    /// As `"<brand> <version>"` strings (the UA Client Hints form semconv uses).
+    fn semconv(&self) -> Vec<String> {
+        match &self.0 {
+            faro_contrib::Brands::None => Vec::new(),
+            faro_contrib::Brands::Text(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .take(MAX_BRANDS)
+                .map(str::to_owned)
+                .collect(),
+            faro_contrib::Brands::List(list) => list
+                .iter()
+                .filter(|(brand, _)| !brand.is_empty())
+                .map(|(brand, version)| match version.as_str() {
+                    "" => brand.clone(),
+                    version => format!("{brand} {version}"),
+                })
+                .collect(),
+        }
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -184,33 +218,20 @@ impl<'de> Visitor<'de> for BrandsVisitor {
         f.write_str("an array of brands or a string")
     }
     fn visit_str<E>(self, s: &str) -> Result<Brands, E> {
-        Ok(Brands(
-            s.split(',')
-                .map(str::trim)
-                .filter(|b| !b.is_empty())
-                .take(MAX_BRANDS)
-                .map(str::to_owned)
-                .collect(),
-        ))
+        Ok(Brands(faro_contrib::Brands::Text(s.to_owned())))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Brands, A::Error> {
         let mut out = Vec::new();
         while let Some(Lax(item)) = seq.next_element::<Lax<Brand>>()? {
-            let Some(Brand {
-                brand: Some(brand),
-                version,
-            }) = item
-            else {
+            let Some(Brand { brand, version }) = item else {
                 continue;
             };
-            if out.len() < MAX_BRANDS {
-                out.push(match version {
-                    Some(version) => format!("{brand} {version}"),
-                    None => brand,
-                });
+            let (brand, version) = (brand.unwrap_or_default(), version.unwrap_or_default());
+            if out.len() < MAX_BRANDS && !(brand.is_empty() && version.is_empty()) {
+                out.push((brand, version));
             }
         }
-        Ok(Brands(out))
+        Ok(Brands(faro_contrib::Brands::List(out)))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Brands, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
@@ -280,7 +301,7 @@ impl Meta {
             ctx.user_agent = browser.user_agent;
             ctx.browser.language = browser.language;
             ctx.browser.mobile = browser.mobile;
-            ctx.browser.brands = browser.brands.0;
+            ctx.browser.brands = browser.brands.semconv();
             ctx.browser.platform = os.name.clone().or(browser.os);
             push(attrs, "user_agent.name", browser.name);
             push(attrs, "user_agent.version", browser.version);
@@ -315,5 +336,72 @@ impl Meta {
 fn push(attrs: &mut Vec<(String, AttrValue)>, key: &str, value: Option<String>) {
     if let Some(v) = value.filter(|v| !v.is_empty()) {
         attrs.push((key.to_owned(), AttrValue::Str(v)));
+    }
+}
+
+/// The `meta` fields the faro-contrib layout writes and [`Meta`] does not keep
+/// (`[faro] compat = "faro-contrib"`, `convert::faro_contrib`). Parsed only in that mode.
+/// `user` (e-mail, user name, attributes) and `geo` are not read: the bridge keeps neither.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ContribMeta {
+    sdk: Lax<ContribSdk>,
+    session: Lax<Session>,
+    page: Lax<Page>,
+    browser: Lax<Browser>,
+    k6: Lax<K6>,
+    view: Lax<View>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ContribSdk {
+    integrations: LaxList<Integration, MAX_INTEGRATIONS>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Integration {
+    #[serde(deserialize_with = "string")]
+    name: Option<String>,
+    #[serde(deserialize_with = "string")]
+    version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct View {
+    #[serde(deserialize_with = "string")]
+    name: Option<String>,
+}
+
+impl ContribMeta {
+    pub(super) fn into_meta(self) -> faro_contrib::Meta {
+        let sdk = self.sdk.0.unwrap_or_default();
+        let session = self.session.0.unwrap_or_default();
+        let page = self.page.0.unwrap_or_default();
+        let browser = self.browser.0.unwrap_or_default();
+        faro_contrib::Meta {
+            // A `,` in a name or version would split the exporter's `name:version` list
+            // where it has no `:`, which it does not survive.
+            sdk_integrations: sdk
+                .integrations
+                .0
+                .into_iter()
+                .map(|i| (i.name.unwrap_or_default(), i.version.unwrap_or_default()))
+                .filter(|(name, version)| !name.contains(',') && !version.contains(','))
+                .collect(),
+            session_attributes: faro_contrib::sorted_unique(session.attributes),
+            page_id: page.id,
+            page_attributes: faro_contrib::sorted_unique(page.attributes),
+            browser_name: browser.name,
+            browser_version: browser.version,
+            browser_os: browser.os,
+            viewport_width: browser.viewport_width,
+            viewport_height: browser.viewport_height,
+            brands: browser.brands.0,
+            k6_browser: self.k6.0.and_then(|k| k.is_k6_browser) == Some(true),
+            view_name: self.view.0.and_then(|v| v.name),
+        }
     }
 }

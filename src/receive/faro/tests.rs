@@ -14,7 +14,7 @@ fn limits() -> LimitsConfig {
 }
 
 fn decode_str(json: &str) -> FaroBatch {
-    decode(json.as_bytes(), &limits(), RECEIVED).unwrap()
+    decode(json.as_bytes(), &limits(), RECEIVED, FaroCompat::None).unwrap()
 }
 
 /// The bodies of a capture file, decompressed.
@@ -463,7 +463,7 @@ fn resources_join_the_page_load_of_their_batch() {
     let mut limits = limits();
     limits.max_resources_per_page_load = 2;
     let json = format!(r#"{{"events": [{resource}, {resource}, {resource}, {navigation}]}}"#);
-    let d = decode(json.as_bytes(), &limits, RECEIVED).unwrap();
+    let d = decode(json.as_bytes(), &limits, RECEIVED, FaroCompat::None).unwrap();
     assert_eq!(d.batch.events.len(), 1);
     let RumEvent::PageLoad(PageLoad { resources, .. }) = &d.batch.events[0] else {
         panic!()
@@ -532,14 +532,14 @@ fn wrong_section_and_meta_types_cost_only_themselves() {
 #[test]
 fn whole_body_refusals() {
     for bad in ["", "{", "{\"logs\": [1,]}", "\u{feff}{}", "{} {}"] {
-        let err = decode(bad.as_bytes(), &limits(), RECEIVED).unwrap_err();
+        let err = decode(bad.as_bytes(), &limits(), RECEIVED, FaroCompat::None).unwrap_err();
         assert_eq!(err.reason(), "invalid_json", "{bad:?}");
     }
     for bad in ["[]", " null", "\"text\"", "12", "true"] {
-        let err = decode(bad.as_bytes(), &limits(), RECEIVED).unwrap_err();
+        let err = decode(bad.as_bytes(), &limits(), RECEIVED, FaroCompat::None).unwrap_err();
         assert_eq!(err.reason(), "wrong_shape", "{bad:?}");
     }
-    assert!(decode(b"{\"logs\": [\xff]}", &limits(), RECEIVED).is_err());
+    assert!(decode(b"{\"logs\": [\xff]}", &limits(), RECEIVED, FaroCompat::None).is_err());
     let empty = decode_str("{}");
     assert!(empty.batch.events.is_empty() && empty.batch.rejected.is_empty());
 }
@@ -555,7 +555,7 @@ fn items_beyond_the_limit_are_rejected_and_far_beyond_refused() {
         logs(8),
         r#"{"name": "a"}, {"name": "b"}, {"name": "c"}"#
     );
-    let d = decode(json.as_bytes(), &limits, RECEIVED).unwrap();
+    let d = decode(json.as_bytes(), &limits, RECEIVED, FaroCompat::None).unwrap();
     assert_eq!(d.batch.events.len(), 10);
     assert_eq!(d.span_count, 0);
     assert_eq!(d.batch.rejected.len(), 3);
@@ -566,11 +566,11 @@ fn items_beyond_the_limit_are_rejected_and_far_beyond_refused() {
         .all(|r| r.reason == "too_many_items"));
 
     let json = format!(r#"{{"logs": [{}]}}"#, logs(21));
-    let err = decode(json.as_bytes(), &limits, RECEIVED).unwrap_err();
+    let err = decode(json.as_bytes(), &limits, RECEIVED, FaroCompat::None).unwrap_err();
     assert_eq!(err.reason(), "too_many_items");
     // A huge array is counted, not stored.
     let json = format!(r#"{{"logs": [{}]}}"#, vec!["0"; 200_000].join(","));
-    assert!(decode(json.as_bytes(), &limits, RECEIVED).is_err());
+    assert!(decode(json.as_bytes(), &limits, RECEIVED, FaroCompat::None).is_err());
 }
 
 #[test]
@@ -582,7 +582,7 @@ fn deep_nesting_is_refused_before_parsing() {
             r#"{{"unknown": {0}, "logs": [{{"message": "m", "context": {{"k": {0}}}}}]}}"#,
             deep(depth)
         );
-        let err = decode(json.as_bytes(), &limits(), RECEIVED).unwrap_err();
+        let err = decode(json.as_bytes(), &limits(), RECEIVED, FaroCompat::None).unwrap_err();
         assert_eq!(err.reason(), "too_deep");
     }
     // Brackets inside strings do not count; shallow unknown containers are skipped.
@@ -603,7 +603,7 @@ fn bad_gzip_is_an_error_not_a_panic() {
     encoder.write_all(body.as_bytes()).unwrap();
     let gz = encoder.finish().unwrap();
     let ok = gunzip_limited(&gz, 1 << 20).unwrap();
-    assert!(decode(&ok, &limits(), RECEIVED).is_ok());
+    assert!(decode(&ok, &limits(), RECEIVED, FaroCompat::None).is_ok());
     for bad in [
         &gz[..gz.len() / 2],
         &gz[10..],
@@ -666,16 +666,16 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode(&body, &limits(), RECEIVED);
+        let _ = decode(&body, &limits(), RECEIVED, FaroCompat::None);
     }
 
     #[test]
     fn arbitrary_json_never_panics(value in json_value()) {
         let body = serde_json::to_vec(&value).unwrap();
-        let _ = decode(&body, &limits(), RECEIVED);
+        let _ = decode(&body, &limits(), RECEIVED, FaroCompat::None);
         let wrapped = serde_json::json!({"meta": value, "logs": [value], "events": [value],
             "measurements": [value], "exceptions": [value], "traces": value});
-        let _ = decode(&serde_json::to_vec(&wrapped).unwrap(), &limits(), RECEIVED);
+        let _ = decode(&serde_json::to_vec(&wrapped).unwrap(), &limits(), RECEIVED, FaroCompat::None);
     }
 
     #[test]
@@ -683,7 +683,186 @@ proptest! {
         let mut body = captured("faro.jsonl")[index].clone().into_bytes();
         let at = cut % body.len();
         body[at] = byte;
-        let _ = decode(&body, &limits(), RECEIVED);
-        let _ = decode(&body[..at], &limits(), RECEIVED);
+        let _ = decode(&body, &limits(), RECEIVED, FaroCompat::None);
+        let _ = decode(&body[..at], &limits(), RECEIVED, FaroCompat::None);
+    }
+}
+
+fn decode_contrib(json: &str) -> FaroBatch {
+    decode(
+        json.as_bytes(),
+        &limits(),
+        RECEIVED,
+        FaroCompat::FaroContrib,
+    )
+    .unwrap()
+}
+
+#[test]
+fn contrib_records_are_kept_only_when_asked_for() {
+    let json = r#"{"logs": [{"message": "hi"}]}"#;
+    assert!(decode_str(json).contrib.is_none());
+    assert_eq!(decode_contrib(json).contrib.unwrap().records.len(), 1);
+}
+
+#[test]
+fn contrib_records_keep_each_item_as_sent_and_point_at_its_model_event() {
+    use crate::convert::faro_contrib::{Brands, Frame, Kind};
+    let json = r#"{
+      "meta": {"sdk": {"name": "faro-web", "version": "2.12.1",
+                       "integrations": [{"name": "tracing", "version": "2.12.1"},
+                                        {"name": "bad,name", "version": "1"}]},
+               "user": {"id": "u1", "email": "alice@example.com", "username": "alice"},
+               "session": {"id": "s1", "attributes": {"isSampled": "true"}},
+               "page": {"id": "p1", "url": "https://shop.example.com/", "attributes": {"b": "2", "a": "1"}},
+               "browser": {"name": "Chrome", "version": "156.0.0.0", "os": "Linux",
+                           "viewportWidth": 1280, "viewportHeight": "720",
+                           "brands": [{"brand": "Chromium", "version": "156"}, {}, {"version": "8"}]},
+               "k6": {"isK6Browser": true}, "view": {"name": "cart"},
+               "geo": {"city": "Berlin"}},
+      "logs": [{"message": "m", "context": {"z": "1", "a": "2", "a": "3"},
+                "action": {"name": "checkout", "parentId": "a1"},
+                "trace": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}},
+               {"message": "warned", "level": "warn", "timestamp": "2026-11-28T04:15:54.930Z"}],
+      "exceptions": [{"type": "TypeError", "value": "boom",
+                      "stacktrace": {"frames": [{"function": "f\n  at g", "filename": "a.js",
+                                                 "lineno": 3, "colno": -1},
+                                                {"filename": "b.js", "module": "m"}]}}],
+      "measurements": [{"type": "web-vitals", "values": {"lcp": 2310.5, "delta": 1, "bad": "x"},
+                        "context": {"rating": "good"}}],
+      "events": [{"name": "faro.performance.resource", "attributes": {"name": "https://cdn.example/x.js"}},
+                 {"name": "faro.performance.navigation", "domain": "browser",
+                  "attributes": {"name": "https://shop.example.com/", "duration": "100"}},
+                 {"domain": "browser"},
+                 {"name": "checkout", "domain": "browser"}]
+    }"#;
+    let d = decode_contrib(json);
+    let contrib = d.contrib.unwrap();
+    let kinds: Vec<Kind> = contrib.records.iter().map(|r| r.kind).collect();
+    use Kind::*;
+    assert_eq!(
+        kinds,
+        [Log, Log, Exception, Measurement, Event, Event, Event],
+        "the event without a name is rejected in both outputs"
+    );
+    assert_eq!(d.batch.rejected.len(), 1);
+    // Each record points at the model event made from the same item; the resource entry is
+    // folded into the page load, so it has none.
+    let events: Vec<Option<usize>> = contrib.records.iter().map(|r| r.event).collect();
+    assert_eq!(
+        events,
+        [Some(0), Some(1), Some(2), Some(3), None, Some(4), Some(5)]
+    );
+    assert!(matches!(d.batch.events[2], RumEvent::Error(_)));
+    assert!(matches!(d.batch.events[3], RumEvent::Vital(_)));
+    assert!(matches!(d.batch.events[4], RumEvent::PageLoad(_)));
+
+    let log = &contrib.records[0];
+    assert_eq!(
+        log.text,
+        [("level", "info".to_owned()), ("message", "m".to_owned())],
+        "level defaults to info"
+    );
+    assert_eq!(
+        log.context,
+        [
+            ("a".to_owned(), "3".to_owned()),
+            ("z".to_owned(), "1".to_owned())
+        ]
+    );
+    assert_eq!(
+        log.action,
+        [
+            ("action_name", "checkout".to_owned()),
+            ("action_parent_id", "a1".to_owned())
+        ]
+    );
+    assert_eq!(hex(&log.span.unwrap().span_id), "00f067aa0ba902b7");
+    assert_eq!(log.time, RECEIVED);
+    assert_eq!(contrib.records[1].text[0].1, "warn", "the level as sent");
+    assert_eq!(contrib.records[1].time, 1_795_839_354_930.0);
+
+    let exception = &contrib.records[2];
+    assert_eq!(
+        exception.frames,
+        [
+            Frame {
+                function: "f   at g".into(),
+                filename: "a.js".into(),
+                lineno: 3,
+                ..Default::default()
+            },
+            Frame {
+                module: "m".into(),
+                filename: "b.js".into(),
+                ..Default::default()
+            }
+        ]
+    );
+    let measurement = &contrib.records[3];
+    assert_eq!(
+        measurement.values,
+        [("delta".to_owned(), 1.0), ("lcp".to_owned(), 2310.5)]
+    );
+    assert_eq!(contrib.records[4].url_key, Some("name"));
+    assert_eq!(contrib.records[5].url_key, Some("name"));
+    assert_eq!(contrib.records[6].url_key, None);
+    assert_eq!(
+        contrib.records[6].text,
+        [
+            ("event_name", "checkout".to_owned()),
+            ("event_domain", "browser".to_owned())
+        ]
+    );
+
+    let meta = &contrib.meta;
+    assert_eq!(
+        meta.sdk_integrations,
+        [("tracing".to_owned(), "2.12.1".to_owned())]
+    );
+    assert_eq!(meta.page_id.as_deref(), Some("p1"));
+    assert_eq!(
+        meta.page_attributes,
+        [
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned())
+        ]
+    );
+    assert_eq!(
+        meta.session_attributes,
+        [("isSampled".to_owned(), "true".to_owned())]
+    );
+    assert_eq!(meta.browser_os.as_deref(), Some("Linux"));
+    assert_eq!(meta.viewport_width.as_deref(), Some("1280"));
+    assert_eq!(
+        meta.brands,
+        Brands::List(vec![
+            ("Chromium".into(), "156".into()),
+            (String::new(), "8".into())
+        ])
+    );
+    assert!(meta.k6_browser);
+    assert_eq!(meta.view_name.as_deref(), Some("cart"));
+    // The model is unchanged by the contrib output.
+    assert_eq!(d.batch.context.browser.brands, ["Chromium 156"]);
+}
+
+#[test]
+fn every_captured_request_gives_contrib_records() {
+    for body in captured("faro.jsonl") {
+        let d = decode(
+            body.as_bytes(),
+            &limits(),
+            RECEIVED,
+            FaroCompat::FaroContrib,
+        )
+        .unwrap();
+        let contrib = d.contrib.unwrap();
+        assert!(!contrib.records.is_empty(), "{body}");
+        for r in &contrib.records {
+            if let Some(i) = r.event {
+                assert!(i < d.batch.events.len());
+            }
+        }
     }
 }
