@@ -296,9 +296,20 @@ pub struct ExporterConfig {
     /// Directory for OTLP-JSON output (`file` protocol).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// Durable disk buffer directory (not yet implemented: accepted and validated only).
+    /// Durable disk buffer directory. When set, accepted telemetry is written there before the
+    /// edge acknowledges it and removed once the destination acknowledged it (at-least-once,
+    /// replayed after a restart). Not for `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer_dir: Option<PathBuf>,
+    /// Most bytes the disk buffer may hold.
+    #[serde(default = "default_buffer_max_bytes")]
+    pub buffer_max_bytes: u64,
+    /// What a write to a full disk buffer does.
+    #[serde(default)]
+    pub buffer_full: BufferFull,
+    /// When disk buffer writes are flushed to stable storage.
+    #[serde(default)]
+    pub buffer_sync: BufferSync,
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(default)]
@@ -309,6 +320,68 @@ pub struct ExporterConfig {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_buffer_max_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+
+/// Smallest accepted `buffer_max_bytes`.
+pub const MIN_BUFFER_MAX_BYTES: u64 = 1024 * 1024;
+
+/// What happens to a payload that does not fit in a full disk buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferFull {
+    /// Refuse the new payload: the edge answers `503` with `Retry-After`, readiness turns false.
+    #[default]
+    Refuse,
+    /// Make room by deleting the oldest data not yet being sent (whole segments).
+    DropOldest,
+}
+
+/// When disk buffer writes reach stable storage (`fdatasync`). Either way the edge answers `202`
+/// only once the payload is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BufferSync {
+    /// Before the edge acknowledges the payload: survives power loss and OS crashes.
+    #[default]
+    Always,
+    /// In the background at this interval. Written data survives the process being killed
+    /// (it is in the OS page cache) but the last interval may be lost with the machine.
+    Interval(Duration),
+}
+
+/// `"always"`, or a duration string (`"200ms"`, `"1s"`) / bare integer of milliseconds.
+impl Serialize for BufferSync {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BufferSync::Always => s.serialize_str("always"),
+            BufferSync::Interval(d) => duration::serialize(d, s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BufferSync {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected \"always\" or an interval such as \"200ms\" or \"1s\"",
+            )
+        })? {
+            Raw::Millis(ms) => Ok(BufferSync::Interval(Duration::from_millis(ms))),
+            Raw::Text(text) if text == "always" => Ok(BufferSync::Always),
+            Raw::Text(text) => duration::parse(&text)
+                .map(BufferSync::Interval)
+                .map_err(|e| serde::de::Error::custom(format!("{e} (or \"always\")"))),
+        }
+    }
 }
 
 impl ExporterConfig {
@@ -326,6 +399,9 @@ impl ExporterConfig {
             timeout: default_timeout(),
             path: None,
             buffer_dir: None,
+            buffer_max_bytes: default_buffer_max_bytes(),
+            buffer_full: BufferFull::default(),
+            buffer_sync: BufferSync::default(),
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
@@ -345,7 +421,8 @@ impl ExporterConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Accepted requests waiting for export; when full the edge answers `503`.
+    /// Accepted requests waiting for export (with `buffer_dir`: waiting to be written to disk);
+    /// when full the edge answers `503`.
     pub capacity: usize,
     /// Export requests in flight at once (each with its own batcher and connection). The
     /// destination's latency, not CPU, bounds one sender; several keep it busy. `file`
@@ -398,7 +475,8 @@ pub struct RetryConfig {
     pub initial_backoff: Duration,
     #[serde(with = "duration_millis")]
     pub max_backoff: Duration,
-    /// Give up after this long (the batch is dropped and counted).
+    /// Give up after this long (the batch is dropped and counted). Not applied with
+    /// `buffer_dir`: buffered data is retried until delivered, within `buffer_max_bytes`.
     #[serde(with = "duration_secs")]
     pub max_elapsed: Duration,
 }
@@ -941,6 +1019,7 @@ replacement = "{a/b}"
         e.headers.insert("free-form".into(), "v".into());
         e.path = Some("p".into());
         e.buffer_dir = Some("b".into());
+        e.buffer_sync = BufferSync::Interval(Duration::from_millis(200));
         c.exporters.push(e);
         c
     }

@@ -4,10 +4,12 @@
 //! (`apps[1].key: duplicate key "pk_x"`), so the operator knows exactly what to fix. All problems
 //! are collected, not just the first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::{check_endpoint_url, Config, ExporterConfig, Protocol};
+use super::{
+    check_endpoint_url, BufferSync, Config, ExporterConfig, Protocol, MIN_BUFFER_MAX_BYTES,
+};
 
 /// Every problem in `config`; empty when it is valid.
 pub(super) fn problems(config: &Config) -> Vec<String> {
@@ -26,6 +28,7 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     }
     apps(config, &mut p);
     let mut names = HashSet::new();
+    let mut buffer_dirs = HashMap::new();
     for (i, exporter) in config.exporters.iter().enumerate() {
         let at = format!("exporters[{i}]");
         if !exporter.name.is_empty() && !names.insert(exporter.name.as_str()) {
@@ -33,6 +36,20 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
                 format!("{at}.name"),
                 format!("duplicate exporter name {:?}", exporter.name),
             );
+        }
+        if let Some(dir) = &exporter.buffer_dir {
+            if let Some(first) = buffer_dirs.get(dir) {
+                p.add(
+                    format!("{at}.buffer_dir"),
+                    format!(
+                        "{} is already the buffer of exporters[{first}]; each exporter needs its \
+                         own directory",
+                        dir.display()
+                    ),
+                );
+            } else {
+                buffer_dirs.insert(dir, i);
+            }
         }
         self::exporter(&at, exporter, &mut p);
     }
@@ -300,6 +317,26 @@ fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
     p.positive(format!("{at}.batch.max_items"), e.batch.max_items);
     p.positive(format!("{at}.batch.max_bytes"), e.batch.max_bytes);
     p.non_zero_duration(format!("{at}.batch.timeout"), e.batch.timeout);
+    if let Some(dir) = &e.buffer_dir {
+        if dir.as_os_str().is_empty() {
+            p.add(format!("{at}.buffer_dir"), "must not be empty");
+        }
+        if e.protocol == Protocol::File {
+            p.add(
+                format!("{at}.buffer_dir"),
+                "not used with protocol \"file\" (it writes to disk already)",
+            );
+        }
+        if e.buffer_max_bytes < MIN_BUFFER_MAX_BYTES {
+            p.add(
+                format!("{at}.buffer_max_bytes"),
+                format!("must be at least {MIN_BUFFER_MAX_BYTES} (1 MiB)"),
+            );
+        }
+        if let BufferSync::Interval(interval) = e.buffer_sync {
+            p.non_zero_duration(format!("{at}.buffer_sync"), interval);
+        }
+    }
     if e.retry.enabled {
         p.non_zero_duration(
             format!("{at}.retry.initial_backoff"),
@@ -458,6 +495,38 @@ mod tests {
         assert!(
             !found.iter().any(|m| m.contains("sec\nret")),
             "header values are secrets"
+        );
+    }
+
+    #[test]
+    fn buffer_rules() {
+        let buffered = |dir: &str| {
+            let mut e = ExporterConfig::new(dir, Protocol::Grpc);
+            e.endpoint = Some("http://c:4317".into());
+            e.buffer_dir = Some(dir.into());
+            e
+        };
+        let mut c = Config::default();
+        let mut small = buffered("/var/lib/a");
+        small.buffer_max_bytes = MIN_BUFFER_MAX_BYTES - 1;
+        small.buffer_sync = BufferSync::Interval(Duration::ZERO);
+        let mut unbuffered_small = ExporterConfig::embedded_default();
+        unbuffered_small.name = "plain".into();
+        unbuffered_small.buffer_max_bytes = 0;
+        let mut file = ExporterConfig::embedded_default();
+        file.buffer_dir = Some("/var/lib/f".into());
+        c.exporters = vec![small, buffered("/var/lib/b"), unbuffered_small, file];
+        c.exporters[1].buffer_dir = Some("/var/lib/a".into());
+        assert_problems(
+            &c,
+            &[
+                "exporters[0].buffer_max_bytes: must be at least 1048576 (1 MiB)",
+                "exporters[0].buffer_sync: must be greater than 0",
+                "exporters[1].buffer_dir: /var/lib/a is already the buffer of exporters[0]; \
+                 each exporter needs its own directory",
+                "exporters[3].buffer_dir: not used with protocol \"file\" (it writes to disk \
+                 already)",
+            ],
         );
     }
 
