@@ -295,6 +295,30 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_broken_mid_call_is_retryable() {
+        // Accepts, reads the start of the call, then drops the connection: no answer at all.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                drop(socket);
+            }
+        });
+        let mut transport = GrpcTransport::new(&grpc_config(&format!("http://{addr}"))).unwrap();
+        let request = transport
+            .prepare(BatchData::Traces(spans_payload("shop", 0..1).spans))
+            .unwrap();
+        let error = transport.send(&request).await.expect_err("no answer");
+        assert!(
+            matches!(error.disposition, Disposition::Retryable { .. }),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
     async fn bad_endpoints_are_rejected() {
         for endpoint in ["localhost:4317", "https://collector:4317", "http://"] {
             let config = grpc_config(endpoint);

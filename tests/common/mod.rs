@@ -254,6 +254,11 @@ pub struct Rotel {
 impl Rotel {
     pub async fn start(sink: &Sink) -> Rotel {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_on(sink, grpc).await
+    }
+
+    /// Starts rotel with its OTLP/gRPC receiver on `grpc` (e.g. where a bridge already sends).
+    pub async fn start_on(sink: &Sink, grpc: SocketAddr) -> Rotel {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(rotel_binary())
             .args(["start", "--otlp-grpc-endpoint", &grpc.to_string()])
@@ -279,6 +284,24 @@ impl Rotel {
             _proc: proc,
         }
     }
+
+    /// Stops rotel with SIGTERM (it flushes what it accepted to the sink) and waits for it.
+    pub async fn terminate(mut self) {
+        terminate(&mut self._proc.child, "rotel").await;
+    }
+}
+
+/// Sends SIGTERM to `child` and waits (bounded) until it has exited.
+pub async fn terminate(child: &mut Child, what: &str) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {what}");
+    poll(&format!("{what} to exit"), WAIT, || {
+        child.try_wait().ok().flatten()
+    })
+    .await;
 }
 
 /// A running `rum-bridge` binary.
