@@ -316,6 +316,29 @@ pub struct ExporterConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// `[exporters.tls]`: TLS of `https://` endpoints (rustls; gRPC and HTTP alike).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificates that may sign the server's certificate; replaces the
+    /// bundled Mozilla roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to the server (mutual TLS); needs `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Name the server's certificate must carry, instead of the endpoint's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Accept any server certificate (tests only: anyone can impersonate the server).
+    pub insecure_skip_verify: bool,
 }
 
 fn default_timeout() -> Duration {
@@ -405,6 +428,7 @@ impl ExporterConfig {
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 
@@ -1020,6 +1044,13 @@ replacement = "{a/b}"
         e.path = Some("p".into());
         e.buffer_dir = Some("b".into());
         e.buffer_sync = BufferSync::Interval(Duration::from_millis(200));
+        e.tls = TlsConfig {
+            ca_file: Some("ca.pem".into()),
+            cert_file: Some("c.pem".into()),
+            key_file: Some("k.pem".into()),
+            server_name: Some("n".into()),
+            insecure_skip_verify: true,
+        };
         c.exporters.push(e);
         c
     }

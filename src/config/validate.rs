@@ -337,6 +337,7 @@ fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
             p.non_zero_duration(format!("{at}.buffer_sync"), interval);
         }
     }
+    tls(at, e, p);
     if e.retry.enabled {
         p.non_zero_duration(
             format!("{at}.retry.initial_backoff"),
@@ -346,6 +347,37 @@ fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
             p.add(
                 format!("{at}.retry.max_backoff"),
                 "must not be less than retry.initial_backoff",
+            );
+        }
+    }
+}
+
+fn tls(at: &str, e: &ExporterConfig, p: &mut Problems) {
+    let tls = &e.tls;
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        p.add(
+            format!("{at}.tls"),
+            "cert_file and key_file must be set together",
+        );
+    }
+    let files = [
+        ("ca_file", &tls.ca_file),
+        ("cert_file", &tls.cert_file),
+        ("key_file", &tls.key_file),
+    ];
+    for (key, path) in files {
+        if let Some(path) = path.as_ref().filter(|path| !path.is_file()) {
+            p.add(
+                format!("{at}.tls.{key}"),
+                format!("{} is not a readable file", path.display()),
+            );
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            p.add(
+                format!("{at}.tls.server_name"),
+                format!("{name:?} is not a DNS name or IP address"),
             );
         }
     }
@@ -528,6 +560,32 @@ mod tests {
                  already)",
             ],
         );
+    }
+
+    #[test]
+    fn tls_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let mut e = ExporterConfig::new("x", Protocol::Grpc);
+        e.endpoint = Some("https://c:4317".into());
+        e.tls.ca_file = Some(ca);
+        e.tls.cert_file = Some(dir.path().join("missing.pem"));
+        e.tls.server_name = Some("bad name".into());
+        let c = Config {
+            exporters: vec![e],
+            ..Config::default()
+        };
+        let found = problems(&c);
+        let expected = [
+            "exporters[0].tls: cert_file and key_file must be set together",
+            "exporters[0].tls.cert_file: ",
+            "exporters[0].tls.server_name: \"bad name\" is not a DNS name or IP address",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (got, want) in found.iter().zip(expected) {
+            assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+        }
     }
 
     #[test]

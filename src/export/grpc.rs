@@ -14,9 +14,11 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
+use hyper_util::client::legacy::connect::HttpConnector;
+
 use super::batch::BatchData;
 use super::retry::{classify_grpc_status, SendError};
-use super::{Ack, ExportError, Transport};
+use super::{tls, Ack, ExportError, Transport};
 use crate::config::{Compression, ExporterConfig};
 
 /// Default OTLP/gRPC endpoint (`otel.md` §4.7).
@@ -41,10 +43,14 @@ impl GrpcTransport {
     /// Must run inside a tokio runtime (the lazy channel spawns its worker).
     pub fn new(config: &ExporterConfig) -> Result<Self, ExportError> {
         let base = config.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
-        let base_channel = channel(config, base)?;
+        let tls = tls::client_config(&config.tls).map_err(|source| ExportError::Tls {
+            exporter: config.name.clone(),
+            source,
+        })?;
+        let base_channel = channel(config, base, &tls)?;
         // Per-signal endpoints get their own channel; the rest share the base one.
         let channel_for = |per_signal: &Option<String>| match per_signal.as_deref() {
-            Some(endpoint) if endpoint != base => channel(config, endpoint),
+            Some(endpoint) if endpoint != base => channel(config, endpoint, &tls),
             _ => Ok(base_channel.clone()),
         };
         let gzip = config.compression == Compression::Gzip;
@@ -129,8 +135,13 @@ impl Transport for GrpcTransport {
     }
 }
 
-/// A lazily connecting channel to `endpoint`, with the exporter's per-call timeout.
-fn channel(config: &ExporterConfig, endpoint: &str) -> Result<Channel, ExportError> {
+/// A lazily connecting channel to `endpoint`, with the exporter's per-call timeout; `https`
+/// endpoints go through rustls with `tls`.
+fn channel(
+    config: &ExporterConfig,
+    endpoint: &str,
+    tls: &rustls::ClientConfig,
+) -> Result<Channel, ExportError> {
     let invalid = |reason: String| ExportError::InvalidEndpoint {
         exporter: config.name.clone(),
         endpoint: endpoint.to_owned(),
@@ -139,21 +150,27 @@ fn channel(config: &ExporterConfig, endpoint: &str) -> Result<Channel, ExportErr
     let uri: http::Uri = endpoint
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => {}
-        Some("https") => {
-            return Err(invalid(
-                "https needs TLS, which this build does not include; use http:// (e.g. a local \
-                 collector) instead"
-                    .into(),
-            ))
-        }
-        _ => return Err(invalid("expected http://host:port".into())),
-    }
+    let https = match uri.scheme_str() {
+        _ if uri.host().is_none() => return Err(invalid("expected http(s)://host:port".into())),
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(invalid("expected http(s)://host:port".into())),
+    };
     let endpoint = Endpoint::from(uri)
         .timeout(config.timeout)
         .connect_timeout(config.timeout);
-    Ok(endpoint.connect_lazy())
+    if !https {
+        return Ok(endpoint.connect_lazy());
+    }
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_only()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
 fn metadata(config: &ExporterConfig) -> Result<MetadataMap, ExportError> {
@@ -320,7 +337,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn bad_endpoints_are_rejected() {
-        for endpoint in ["localhost:4317", "https://collector:4317", "http://"] {
+        for endpoint in ["localhost:4317", "ftp://collector:4317", "http://"] {
             let config = grpc_config(endpoint);
             assert!(
                 matches!(

@@ -61,10 +61,17 @@ impl HttpTransport {
             signal_url(config, Signal::Logs, config.logs_endpoint.as_deref())?,
             signal_url(config, Signal::Metrics, config.metrics_endpoint.as_deref())?,
         ];
+        let mut tls =
+            super::tls::client_config(&config.tls).map_err(|source| ExportError::Tls {
+                exporter: config.name.clone(),
+                source,
+            })?;
+        tls.alpn_protocols = super::tls::HTTP_ALPN.map(<[u8]>::to_vec).to_vec();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .user_agent(USER_AGENT)
             .default_headers(header_map(config)?)
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|source| ExportError::HttpClient {
                 exporter: config.name.clone(),
@@ -187,12 +194,7 @@ fn signal_url(
     };
     let url = Url::parse(&text).map_err(|e| invalid(e.to_string()))?;
     match url.scheme() {
-        "http" => Ok(url),
-        "https" => Err(invalid(
-            "https needs TLS, which this build does not include; use http:// (e.g. a local \
-             collector) instead"
-                .into(),
-        )),
+        "http" | "https" => Ok(url),
         other => Err(invalid(format!("unsupported scheme {other:?}"))),
     }
 }
@@ -430,11 +432,13 @@ pub(crate) mod tests {
             HttpTransport::new(&config),
             Err(ExportError::InvalidEndpoint { .. })
         ));
-        config.endpoint = Some("https://otlp.nr-data.net".into());
+        config.endpoint = Some("ftp://otlp.nr-data.net".into());
         assert!(matches!(
             HttpTransport::new(&config),
             Err(ExportError::InvalidEndpoint { .. })
         ));
+        config.endpoint = Some("https://otlp.nr-data.net".into());
+        assert!(HttpTransport::new(&config).is_ok(), "TLS is built in");
         config.endpoint = None;
         config
             .headers

@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod http;
 mod queue;
 pub mod retry;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -172,6 +173,11 @@ pub enum ExportError {
     HttpClient {
         exporter: String,
         source: reqwest::Error,
+    },
+    #[error("exporter {exporter:?}: TLS: {source}")]
+    Tls {
+        exporter: String,
+        source: tls::TlsError,
     },
 }
 
