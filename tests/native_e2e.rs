@@ -23,16 +23,7 @@ async fn native_page_load_is_correlated_end_to_end() {
     );
     let bridge = Bridge::start(&config).await;
 
-    let beacon = std::fs::read(repo_root().join("examples/beacons/page-load.json")).unwrap();
-    let resp = bridge
-        .client
-        .post(bridge.url("/v1/rum"))
-        .header("content-type", "text/plain;charset=UTF-8")
-        .header("origin", "https://shop.example.com")
-        .body(beacon)
-        .send()
-        .await
-        .unwrap();
+    let resp = bridge.send_page_load().await;
     assert_eq!(resp.status(), 202);
     assert_eq!(
         resp.headers()["access-control-allow-origin"],

@@ -11,12 +11,14 @@
 //! `config/rum-bridge.toml` documents every key.
 
 pub mod env;
+pub mod presets;
 pub mod privacy;
 pub mod rate_limits;
 pub mod sampling;
 mod validate;
 
 pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
+pub use presets::Preset;
 pub use privacy::PrivacyConfig;
 pub use rate_limits::RateLimitsConfig;
 pub use sampling::SamplingConfig;
@@ -265,6 +267,8 @@ pub enum Compression {
     #[default]
     None,
     Gzip,
+    /// Zstandard: smaller and cheaper than gzip; not every receiver takes it (New Relic does).
+    Zstd,
 }
 
 /// `[[exporters]]`: one OTLP destination.
@@ -272,6 +276,29 @@ pub enum Compression {
 #[serde(deny_unknown_fields)]
 pub struct ExporterConfig {
     pub name: String,
+    /// Vendor preset (`newrelic`, `datadog`, `grafana-cloud`, `honeycomb`): fills the keys the
+    /// file leaves out ([`presets`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// The preset's region, site or zone (its endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Environment variable holding the preset's API key (read at start, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// File holding the preset's API key (a mounted secret), instead of `api_key_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
+    /// Grafana Cloud: the stack's instance ID, the Basic-auth user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Honeycomb: the dataset of metrics (`x-honeycomb-dataset`, on metrics requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Longest string attribute value (characters) sent to this destination; longer ones are
+    /// truncated on the way out. Unset: as accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attribute_value_len: Option<usize>,
     /// Base endpoint (`http://host:4317` for gRPC, `http://host:4318` for HTTP; `/v1/<signal>`
     /// is appended for HTTP). Ignored for `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,8 +315,8 @@ pub struct ExporterConfig {
     #[serde(default)]
     pub compression: Compression,
     /// Extra request headers (auth). Values are never logged.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
     /// Per-request timeout.
     #[serde(default = "default_timeout", with = "duration_secs")]
     pub timeout: Duration,
@@ -318,6 +345,52 @@ pub struct ExporterConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+}
+
+/// Exporter request headers, usually credentials: `Debug` shows only their names.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub BTreeMap<String, String>);
+
+impl Headers {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, "***")))
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Headers {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Headers {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Headers {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Self(map)
+    }
 }
 
 /// `[exporters.tls]`: TLS of `https://` endpoints (rustls; gRPC and HTTP alike).
@@ -412,13 +485,20 @@ impl ExporterConfig {
     pub fn new(name: impl Into<String>, protocol: Protocol) -> Self {
         Self {
             name: name.into(),
+            preset: None,
+            region: None,
+            api_key_env: None,
+            api_key_file: None,
+            instance_id: None,
+            dataset: None,
+            max_attribute_value_len: None,
             endpoint: None,
             traces_endpoint: None,
             logs_endpoint: None,
             metrics_endpoint: None,
             protocol,
             compression: Compression::None,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             timeout: default_timeout(),
             path: None,
             buffer_dir: None,
@@ -665,9 +745,19 @@ impl Config {
         })
     }
 
-    /// Parses TOML text; the error string includes line, column and the offending key.
+    /// Parses TOML text; the error string includes line, column and the offending key. Vendor
+    /// presets then fill the keys the text leaves out.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.exporters.iter().all(|e| e.preset.is_none()) {
+            return Ok(config);
+        }
+        // Parsed again as plain TOML, so "left out" is known key by key.
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        presets::expand(&mut table);
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())
     }
 
     /// Checks every rule that types cannot express; reports all problems at once.
@@ -1044,6 +1134,13 @@ replacement = "{a/b}"
         e.path = Some("p".into());
         e.buffer_dir = Some("b".into());
         e.buffer_sync = BufferSync::Interval(Duration::from_millis(200));
+        e.preset = Some(Preset::Honeycomb);
+        e.region = Some("eu".into());
+        e.api_key_env = Some("K".into());
+        e.api_key_file = Some("k".into());
+        e.instance_id = Some("1".into());
+        e.dataset = Some("d".into());
+        e.max_attribute_value_len = Some(1);
         e.tls = TlsConfig {
             ca_file: Some("ca.pem".into()),
             cert_file: Some("c.pem".into()),

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::{
-    check_endpoint_url, BufferSync, Config, ExporterConfig, Protocol, MIN_BUFFER_MAX_BYTES,
+    check_endpoint_url, BufferSync, Config, ExporterConfig, Protocol, Temporality,
+    MIN_BUFFER_MAX_BYTES,
 };
 
 /// Every problem in `config`; empty when it is valid.
@@ -51,7 +52,7 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
                 buffer_dirs.insert(dir, i);
             }
         }
-        self::exporter(&at, exporter, &mut p);
+        self::exporter(&at, exporter, config.metrics.temporality, &mut p);
     }
     p.0
 }
@@ -257,7 +258,7 @@ fn check_origin(origin: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
+fn exporter(at: &str, e: &ExporterConfig, temporality: Temporality, p: &mut Problems) {
     p.non_empty(format!("{at}.name"), &e.name);
     let endpoints = [
         ("endpoint", &e.endpoint),
@@ -338,6 +339,13 @@ fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
         }
     }
     tls(at, e, p);
+    super::presets::problems(at, e, temporality, &mut |key, message| p.add(key, message));
+    if let Some(0) = e.max_attribute_value_len {
+        p.add(
+            format!("{at}.max_attribute_value_len"),
+            "must be greater than 0",
+        );
+    }
     if e.retry.enabled {
         p.non_zero_duration(
             format!("{at}.retry.initial_backoff"),

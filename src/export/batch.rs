@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -39,6 +40,114 @@ pub enum BatchData {
     Traces(Vec<ResourceSpans>),
     Logs(Vec<ResourceLogs>),
     Metrics(Vec<ResourceMetrics>),
+}
+
+impl BatchData {
+    /// Cuts every string attribute value (also inside arrays and maps) longer than `max_chars`
+    /// characters down to that, for destinations with a value limit; returns how many were cut.
+    pub fn truncate_attribute_values(&mut self, max_chars: usize) -> usize {
+        let mut cut = 0;
+        let mut attrs = |list: &mut Vec<KeyValue>| {
+            for kv in list {
+                if let Some(value) = &mut kv.value {
+                    cut += truncate_value(value, max_chars);
+                }
+            }
+        };
+        match self {
+            BatchData::Traces(entries) => {
+                for entry in entries {
+                    if let Some(resource) = &mut entry.resource {
+                        attrs(&mut resource.attributes);
+                    }
+                    for scope in &mut entry.scope_spans {
+                        if let Some(s) = &mut scope.scope {
+                            attrs(&mut s.attributes);
+                        }
+                        for span in &mut scope.spans {
+                            attrs(&mut span.attributes);
+                            for event in &mut span.events {
+                                attrs(&mut event.attributes);
+                            }
+                            for link in &mut span.links {
+                                attrs(&mut link.attributes);
+                            }
+                        }
+                    }
+                }
+            }
+            BatchData::Logs(entries) => {
+                for entry in entries {
+                    if let Some(resource) = &mut entry.resource {
+                        attrs(&mut resource.attributes);
+                    }
+                    for scope in &mut entry.scope_logs {
+                        if let Some(s) = &mut scope.scope {
+                            attrs(&mut s.attributes);
+                        }
+                        for record in &mut scope.log_records {
+                            attrs(&mut record.attributes);
+                        }
+                    }
+                }
+            }
+            BatchData::Metrics(entries) => {
+                for entry in entries {
+                    if let Some(resource) = &mut entry.resource {
+                        attrs(&mut resource.attributes);
+                    }
+                    for scope in &mut entry.scope_metrics {
+                        if let Some(s) = &mut scope.scope {
+                            attrs(&mut s.attributes);
+                        }
+                        for metric in &mut scope.metrics {
+                            for_each_point_attributes(metric, &mut attrs);
+                        }
+                    }
+                }
+            }
+        }
+        cut
+    }
+}
+
+/// Calls `f` on the attributes of every data point of `metric`.
+fn for_each_point_attributes(metric: &mut Metric, f: &mut impl FnMut(&mut Vec<KeyValue>)) {
+    match &mut metric.data {
+        Some(Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        Some(Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        Some(Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        Some(Data::ExponentialHistogram(h)) => {
+            h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+        }
+        Some(Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        None => {}
+    }
+}
+
+/// Truncates string values in `value` to `max_chars` characters; returns how many it cut.
+fn truncate_value(value: &mut AnyValue, max_chars: usize) -> usize {
+    match &mut value.value {
+        Some(any_value::Value::StringValue(s)) => match s.char_indices().nth(max_chars) {
+            Some((at, _)) => {
+                s.truncate(at);
+                1
+            }
+            None => 0,
+        },
+        Some(any_value::Value::ArrayValue(array)) => array
+            .values
+            .iter_mut()
+            .map(|v| truncate_value(v, max_chars))
+            .sum(),
+        Some(any_value::Value::KvlistValue(list)) => list
+            .values
+            .iter_mut()
+            .filter_map(|kv| kv.value.as_mut())
+            .map(|v| truncate_value(v, max_chars))
+            .sum(),
+        _ => 0,
+    }
 }
 
 impl Batch {
@@ -592,6 +701,44 @@ pub(crate) mod tests {
             .flat_map(|s| &s.spans)
             .map(|s| s.name.clone())
             .collect()
+    }
+
+    #[test]
+    fn attribute_values_are_truncated_on_char_boundaries() {
+        let long = "é".repeat(10);
+        let mut payload = spans_payload("shop", [1]);
+        let span = &mut payload.spans[0].scope_spans[0].spans[0];
+        span.attributes.push(kv("long", &long));
+        span.attributes.push(kv("short", "ok"));
+        span.attributes.push(KeyValue {
+            key: "list".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(
+                    opentelemetry_proto::tonic::common::v1::ArrayValue {
+                        values: vec![kv("x", &long).value.unwrap()],
+                    },
+                )),
+            }),
+            ..Default::default()
+        });
+        let mut data = BatchData::Traces(payload.spans);
+        assert_eq!(data.truncate_attribute_values(4), 2);
+        let BatchData::Traces(entries) = &data else {
+            unreachable!()
+        };
+        let attrs = &entries[0].scope_spans[0].spans[0].attributes;
+        let text = |i: usize| match &attrs[i].value.as_ref().unwrap().value {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            Some(any_value::Value::ArrayValue(a)) => match &a.values[0].value {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                _ => unreachable!(),
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(text(0), "éééé");
+        assert_eq!(text(1), "ok");
+        assert_eq!(text(2), "éééé");
+        assert_eq!(data.truncate_attribute_values(4), 0, "nothing left to cut");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct GrpcTransport {
     logs: LogsServiceClient<Channel>,
     metrics: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
+    /// `metadata` plus what only metrics calls carry (a preset's, e.g. Honeycomb's dataset).
+    metrics_metadata: MetadataMap,
 }
 
 /// A batch as the export request message of its signal.
@@ -53,32 +55,34 @@ impl GrpcTransport {
             Some(endpoint) if endpoint != base => channel(config, endpoint, &tls),
             _ => Ok(base_channel.clone()),
         };
-        let gzip = config.compression == Compression::Gzip;
         let mut traces = TraceServiceClient::new(channel_for(&config.traces_endpoint)?);
         let mut logs = LogsServiceClient::new(channel_for(&config.logs_endpoint)?);
         let mut metrics = MetricsServiceClient::new(channel_for(&config.metrics_endpoint)?);
-        if gzip {
-            traces = traces
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
-            logs = logs
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
+        let encoding = match config.compression {
+            Compression::None => None,
+            Compression::Gzip => Some(CompressionEncoding::Gzip),
+            Compression::Zstd => Some(CompressionEncoding::Zstd),
+        };
+        if let Some(encoding) = encoding {
+            traces = traces.send_compressed(encoding).accept_compressed(encoding);
+            logs = logs.send_compressed(encoding).accept_compressed(encoding);
             metrics = metrics
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
+                .send_compressed(encoding)
+                .accept_compressed(encoding);
         }
+        let (metadata, metrics_metadata) = metadata(config)?;
         Ok(Self {
             traces,
             logs,
             metrics,
-            metadata: metadata(config)?,
+            metadata,
+            metrics_metadata,
         })
     }
 
-    fn request<M>(&self, message: M) -> tonic::Request<M> {
+    fn request<M>(&self, message: M, metadata: &MetadataMap) -> tonic::Request<M> {
         let mut request = tonic::Request::new(message);
-        *request.metadata_mut() = self.metadata.clone();
+        *request.metadata_mut() = metadata.clone();
         request
     }
 }
@@ -104,21 +108,21 @@ impl Transport for GrpcTransport {
         // tonic consumes the message, so each attempt sends a copy.
         let partial = match request {
             GrpcRequest::Traces(message) => {
-                let request = self.request(message.clone());
+                let request = self.request(message.clone(), &self.metadata);
                 self.traces
                     .export(request)
                     .await
                     .map(|r| r.into_inner().partial_success.map(Ack::from))
             }
             GrpcRequest::Logs(message) => {
-                let request = self.request(message.clone());
+                let request = self.request(message.clone(), &self.metadata);
                 self.logs
                     .export(request)
                     .await
                     .map(|r| r.into_inner().partial_success.map(Ack::from))
             }
             GrpcRequest::Metrics(message) => {
-                let request = self.request(message.clone());
+                let request = self.request(message.clone(), &self.metrics_metadata);
                 self.metrics
                     .export(request)
                     .await
@@ -173,20 +177,43 @@ fn channel(
     Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
-fn metadata(config: &ExporterConfig) -> Result<MetadataMap, ExportError> {
-    let mut metadata = MetadataMap::with_capacity(config.headers.len());
-    for (name, value) in &config.headers {
+/// The metadata of every call (configured headers, then the preset's unless configured), and
+/// that of metrics calls.
+fn metadata(config: &ExporterConfig) -> Result<(MetadataMap, MetadataMap), ExportError> {
+    let preset = super::preset_headers(config)?;
+    let configured = config.headers.iter().map(|(n, v)| (n.as_str(), v));
+    let from_preset = preset.all.iter().map(|(n, v)| (*n, v));
+    let mut all = MetadataMap::with_capacity(config.headers.len() + preset.all.len());
+    insert_metadata(config, &mut all, configured.chain(from_preset))?;
+    let mut metrics = all.clone();
+    insert_metadata(
+        config,
+        &mut metrics,
+        preset.metrics.iter().map(|(n, v)| (*n, v)),
+    )?;
+    Ok((all, metrics))
+}
+
+fn insert_metadata<'a>(
+    config: &ExporterConfig,
+    metadata: &mut MetadataMap,
+    entries: impl Iterator<Item = (&'a str, &'a String)>,
+) -> Result<(), ExportError> {
+    for (name, value) in entries {
         let invalid = || ExportError::InvalidHeader {
             exporter: config.name.clone(),
-            name: name.clone(),
+            name: name.to_owned(),
         };
         // gRPC metadata keys are lowercase; HTTP-style names are accepted as written.
         let key =
             MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| invalid())?;
         let value = MetadataValue::try_from(value.as_str()).map_err(|_| invalid())?;
-        metadata.insert(key, value);
+        // Configured headers come first and win.
+        if !metadata.contains_key(&key) {
+            metadata.insert(key, value);
+        }
     }
-    Ok(metadata)
+    Ok(())
 }
 
 #[cfg(test)]

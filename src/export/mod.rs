@@ -179,6 +179,11 @@ pub enum ExportError {
         exporter: String,
         source: tls::TlsError,
     },
+    #[error("exporter {exporter:?}: API key of preset: {source}")]
+    Credential {
+        exporter: String,
+        source: crate::config::presets::CredentialError,
+    },
 }
 
 /// Why [`Pipeline::submit`] (or its [`Receipt`]) refused a payload; the edge answers `503` with
@@ -346,6 +351,7 @@ impl Pipeline {
         if exporters.is_empty() {
             return Err(ExportError::NoExporters);
         }
+        tls::install_default_provider();
         let mut names = HashSet::new();
         for config in exporters {
             if !names.insert(config.name.as_str()) {
@@ -559,6 +565,19 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The headers `config`'s preset adds, with its API key read from the process environment or
+/// its file.
+fn preset_headers(
+    config: &ExporterConfig,
+) -> Result<crate::config::presets::PresetHeaders, ExportError> {
+    crate::config::presets::preset_headers(config, &|name| std::env::var(name).ok()).map_err(
+        |source| ExportError::Credential {
+            exporter: config.name.clone(),
+            source,
+        },
+    )
 }
 
 /// Workers (and in-flight requests) of one exporter: one for files, so lines never interleave.

@@ -276,6 +276,8 @@ pub(crate) struct Worker<T> {
     /// Fed by a disk buffer's reader: what is not delivered stays on disk, so retries go on
     /// past `retry.max_elapsed` and nothing is lost at the shutdown deadline.
     buffered: bool,
+    /// The destination's attribute value limit (characters), applied on the way out.
+    max_attribute_value_len: Option<usize>,
     /// Items given up (or left in the disk buffer) at shutdown, per signal, for one summary
     /// log line.
     abandoned: [usize; 3],
@@ -304,6 +306,7 @@ impl<T: Transport> Worker<T> {
                 })
                 .clone(),
             buffered: config.buffer_dir.is_some(),
+            max_attribute_value_len: config.max_attribute_value_len,
             abandoned: [0; 3],
         }
     }
@@ -417,7 +420,11 @@ impl<T: Transport> Worker<T> {
         let items = batch.items;
         // The records this batch came from stay in the disk buffer until it is finished with.
         let _holds = batch.holds;
-        let prepared = match self.transport.prepare(batch.data) {
+        let mut data = batch.data;
+        if let Some(max_chars) = self.max_attribute_value_len {
+            data.truncate_attribute_values(max_chars);
+        }
+        let prepared = match self.transport.prepare(data) {
             Ok(prepared) => prepared,
             Err(error) => {
                 self.give_up(signal, items, FailReason::PermanentError, &error);

@@ -41,6 +41,13 @@ pub enum TlsError {
     Verifier(#[from] rustls::client::VerifierBuilderError),
 }
 
+/// Makes ring the process's default rustls provider (if none is), for HTTP clients built
+/// without a configuration of ours.
+pub(crate) fn install_default_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// ALPN for OTLP/HTTP: HTTP/2 when the server offers it, else HTTP/1.1.
 pub(crate) const HTTP_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 

@@ -304,6 +304,13 @@ pub async fn terminate(child: &mut Child, what: &str) {
     .await;
 }
 
+/// An HTTP client for talking to the bridge. reqwest is built without a bundled crypto provider
+/// (the bridge configures rustls with ring itself), so one is installed for the test process.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A running `rum-bridge` binary.
 pub struct Bridge {
     pub ingest: SocketAddr,
@@ -345,7 +352,7 @@ impl Bridge {
             child,
             name: "rum-bridge",
         };
-        let client = reqwest::Client::new();
+        let client = http_client();
         let url = format!("http://{admin}/readyz");
         let deadline = Instant::now() + WAIT;
         loop {
@@ -368,6 +375,19 @@ impl Bridge {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.ingest, path)
+    }
+
+    /// Sends `examples/beacons/page-load.json` the way `navigator.sendBeacon` does.
+    pub async fn send_page_load(&self) -> reqwest::Response {
+        let beacon = std::fs::read(repo_root().join("examples/beacons/page-load.json")).unwrap();
+        self.client
+            .post(self.url("/v1/rum"))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("origin", "https://shop.example.com")
+            .body(beacon)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The admin `/metrics` text.
