@@ -504,3 +504,65 @@ async fn throttling_collector_retry_after_is_honoured_memory_bounded_edge_503_th
     }
     assert_eq!(send_spans(&bridge.client, &url, 1000..1005).await, 202);
 }
+
+/// Spans `ids` with `padding` characters of attribute each, as OTLP/HTTP JSON.
+fn padded_spans_json(ids: std::ops::Range<u32>, padding: usize) -> String {
+    let mut body: serde_json::Value = serde_json::from_str(&spans_json(ids)).unwrap();
+    for span in body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array_mut()
+        .unwrap()
+    {
+        span["attributes"] = serde_json::json!([
+            {"key": "padding", "value": {"stringValue": "x".repeat(padding)}}
+        ]);
+    }
+    body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_buffer_refuses_at_the_edge_then_recovers() {
+    let sink = Sink::start().await;
+    let collector = LaterPort::new();
+    let buffer = tempfile::tempdir().unwrap();
+    let config = buffered(collector.addr(), buffer.path())
+        .replace("buffer_dir", "buffer_max_bytes = 1048576\nbuffer_dir");
+    let bridge = Bridge::start(&config).await;
+    let url = bridge.url("/v1/traces");
+
+    let mut accepted = 0u32;
+    let refusal = loop {
+        let response = bridge
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(padded_spans_json(accepted * 10..accepted * 10 + 10, 10_000))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 202 {
+            break response;
+        }
+        accepted += 1;
+        assert!(accepted <= 20, "1 MiB holds about ten requests of 100 kB");
+    };
+    assert_eq!(refusal.status(), 503);
+    assert!(refusal.headers().contains_key("retry-after"));
+    assert_eq!(
+        readyz(&bridge).await,
+        503,
+        "not ready while the buffer is full"
+    );
+    let refused =
+        "rum_bridge_buffer_dropped_records_total{exporter=\"collector\",reason=\"refused\"}";
+    assert!(bridge.metric(refused).await >= 1.0);
+
+    let _rotel = Rotel::start_on(&sink, collector.release()).await;
+    all_arrive(&sink, &expected(0..accepted * 10)).await;
+    let deadline = Instant::now() + WAIT;
+    while readyz(&bridge).await != 200 {
+        assert!(Instant::now() < deadline, "ready again once delivered");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(send_spans(&bridge.client, &url, 5000..5005).await, 202);
+    all_arrive(&sink, &expected(5000..5005)).await;
+}
