@@ -16,7 +16,7 @@ use prost::Message;
 
 use super::*;
 use crate::admin::Exporter as ExporterLabel;
-use crate::config::Protocol;
+use crate::config::{BufferSync, Protocol};
 use crate::export::batch::tests::resource;
 use crate::export::test_support::{exporter_config, wait_until};
 use crate::export::{Backpressure, Pipeline};
