@@ -98,8 +98,18 @@ pub async fn run_until(
         let metrics = metrics.clone();
         agg.clone().spawn_flusher(
             config.metrics.interval,
-            move |payload| {
-                if pipeline.submit(payload).is_err() {
+            move |payload| match pipeline.submit(payload) {
+                Ok(receipt) => {
+                    // A disk buffer may still refuse it (full): counted like a full queue.
+                    let metrics = metrics.clone();
+                    tokio::spawn(async move {
+                        if receipt.durable().await.is_err() {
+                            metrics.reject("metrics_queue_full");
+                            tracing::warn!("disk buffer full: dropped one metrics flush");
+                        }
+                    });
+                }
+                Err(_) => {
                     metrics.reject("metrics_queue_full");
                     tracing::warn!("export queue full: dropped one metrics flush");
                 }

@@ -7,7 +7,6 @@
 //! over OTLP/gRPC when `telemetry.self_traces` is on. The returned [`TelemetryGuard`] flushes and
 //! shuts the trace pipeline down.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,7 +21,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
-use crate::config::{Config, LogFormat, Protocol, TelemetryConfig};
+use crate::config::{Config, Headers, LogFormat, Protocol, TelemetryConfig};
 
 /// How long shutdown waits for the last self-trace batch.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -123,7 +122,7 @@ fn log_filter(rust_log: Option<&str>, log_level: &str) -> anyhow::Result<EnvFilt
 #[derive(Debug, PartialEq)]
 struct SelfTraceTarget {
     endpoint: String,
-    headers: BTreeMap<String, String>,
+    headers: Headers,
     timeout: Duration,
 }
 
@@ -142,7 +141,7 @@ fn self_trace_target(config: &Config) -> Option<SelfTraceTarget> {
     if let Some(endpoint) = self_traces_endpoint {
         return Some(SelfTraceTarget {
             endpoint: endpoint.clone(),
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             timeout: Duration::from_secs(10),
         });
     }
@@ -293,7 +292,7 @@ mod tests {
 
         let bad = SelfTraceTarget {
             endpoint: "http://bad host:4317".into(),
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             timeout: Duration::from_secs(1),
         };
         assert!(tracer_provider(&config, &bad).is_err());

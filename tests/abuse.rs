@@ -35,6 +35,7 @@ fn page_load_beacon() -> String {
 }
 
 fn client_from(ip: Ipv4Addr) -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .local_address(IpAddr::V4(ip))
         .build()

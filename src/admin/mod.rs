@@ -58,6 +58,12 @@ pub struct Exporter {
     pub exporter: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterReason {
+    pub exporter: String,
+    pub reason: &'static str,
+}
+
 /// The daemon's own counters. One instance, shared by every component through an `Arc`.
 ///
 /// Every item that enters is accounted for: accepted (by kind) then exported, or rejected /
@@ -72,7 +78,8 @@ pub struct Metrics {
     pub items_rejected: Family<Reason, Counter>,
     /// Items (spans, log records, metric points) the collector acknowledged.
     pub exported_items: Family<ExporterSignal, Counter>,
-    /// Items given up on, by reason (`permanent_error`, `retries_exhausted`, `shutdown`).
+    /// Items given up on, by reason (`permanent_error`, `retries_exhausted`, `rejected`,
+    /// `shutdown`, `buffer_full`).
     pub failed_items: Family<ExporterSignalReason, Counter>,
     /// Export attempts that were retried.
     pub export_retries: Family<ExporterSignal, Counter>,
@@ -87,6 +94,17 @@ pub struct Metrics {
     pub items_dropped: Family<Reason, Counter>,
     /// Attributes (and array or map entries) cut by `limits.max_attributes_per_item`.
     pub attributes_dropped: Counter,
+    /// Bytes held in each exporter's disk buffer.
+    pub buffer_bytes: Family<Exporter, Gauge>,
+    /// Disk buffer records that failed their checksum (or were truncated) and were skipped.
+    pub buffer_corrupt_records: Family<Exporter, Counter>,
+    /// Payloads the disk buffer did not keep, by reason (`refused`, `dropped_oldest`,
+    /// `write_error`).
+    pub buffer_dropped_records: Family<ExporterReason, Counter>,
+    /// Records read back from the disk buffer (after a restart, or when the destination fell
+    /// behind) rather than sent from memory. After a crash some of them may already have been
+    /// delivered: delivery is at-least-once.
+    pub buffer_replayed_records: Family<Exporter, Counter>,
 }
 
 impl Default for Metrics {
@@ -170,6 +188,30 @@ impl Metrics {
             "Attributes and array or map entries cut by limits.max_attributes_per_item",
             attributes_dropped.clone(),
         );
+        let buffer_bytes = Family::<Exporter, Gauge>::default();
+        registry.register(
+            "buffer_bytes",
+            "Bytes held in the exporter's disk buffer",
+            buffer_bytes.clone(),
+        );
+        let buffer_corrupt_records = Family::<Exporter, Counter>::default();
+        registry.register(
+            "buffer_corrupt_records",
+            "Disk buffer records skipped because their checksum failed or they were truncated",
+            buffer_corrupt_records.clone(),
+        );
+        let buffer_dropped_records = Family::<ExporterReason, Counter>::default();
+        registry.register(
+            "buffer_dropped_records",
+            "Payloads the disk buffer did not keep, by reason",
+            buffer_dropped_records.clone(),
+        );
+        let buffer_replayed_records = Family::<Exporter, Counter>::default();
+        registry.register(
+            "buffer_replayed_records",
+            "Records read back from the disk buffer (restart or backlog) instead of memory",
+            buffer_replayed_records.clone(),
+        );
         Self {
             registry,
             requests,
@@ -183,6 +225,10 @@ impl Metrics {
             privacy_redactions,
             items_dropped,
             attributes_dropped,
+            buffer_bytes,
+            buffer_corrupt_records,
+            buffer_dropped_records,
+            buffer_replayed_records,
         }
     }
 

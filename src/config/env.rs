@@ -162,7 +162,7 @@ fn overlay_exporter(config: &mut Config, env: EnvLookup<'_>) -> Result<(), Confi
     exporter.logs_endpoint = logs_endpoint;
     exporter.metrics_endpoint = metrics_endpoint;
     exporter.compression = compression;
-    exporter.headers = headers;
+    exporter.headers = headers.into();
     if let Some(timeout) = timeout {
         exporter.timeout = timeout;
     }
@@ -616,7 +616,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
-        assert_eq!(e.headers, expected);
+        assert_eq!(*e.headers, expected);
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //! `config/rum-bridge.toml` documents every key.
 
 pub mod env;
+pub mod presets;
 pub mod privacy;
 pub mod rate_limits;
 pub mod sampling;
 mod validate;
 
 pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
+pub use presets::Preset;
 pub use privacy::PrivacyConfig;
 pub use rate_limits::RateLimitsConfig;
 pub use sampling::SamplingConfig;
@@ -305,6 +307,8 @@ pub enum Compression {
     #[default]
     None,
     Gzip,
+    /// Zstandard: smaller and cheaper than gzip; not every receiver takes it (New Relic does).
+    Zstd,
 }
 
 /// `[[exporters]]`: one OTLP destination.
@@ -312,6 +316,29 @@ pub enum Compression {
 #[serde(deny_unknown_fields)]
 pub struct ExporterConfig {
     pub name: String,
+    /// Vendor preset (`newrelic`, `datadog`, `grafana-cloud`, `honeycomb`): fills the keys the
+    /// file leaves out ([`presets`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// The preset's region, site or zone (its endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Environment variable holding the preset's API key (read at start, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// File holding the preset's API key (a mounted secret), instead of `api_key_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
+    /// Grafana Cloud: the stack's instance ID, the Basic-auth user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Honeycomb: the dataset of metrics (`x-honeycomb-dataset`, on metrics requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Longest string attribute value (characters) sent to this destination; longer ones are
+    /// truncated on the way out. Unset: as accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attribute_value_len: Option<usize>,
     /// Base endpoint (`http://host:4317` for gRPC, `http://host:4318` for HTTP; `/v1/<signal>`
     /// is appended for HTTP). Ignored for `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,27 +355,169 @@ pub struct ExporterConfig {
     #[serde(default)]
     pub compression: Compression,
     /// Extra request headers (auth). Values are never logged.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
     /// Per-request timeout.
     #[serde(default = "default_timeout", with = "duration_secs")]
     pub timeout: Duration,
     /// Directory for OTLP-JSON output (`file` protocol).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// Durable disk buffer directory (not yet implemented: accepted and validated only).
+    /// Durable disk buffer directory. When set, accepted telemetry is written there before the
+    /// edge acknowledges it and removed once the destination acknowledged it (at-least-once,
+    /// replayed after a restart). Not for `file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer_dir: Option<PathBuf>,
+    /// Most bytes the disk buffer may hold.
+    #[serde(default = "default_buffer_max_bytes")]
+    pub buffer_max_bytes: u64,
+    /// What a write to a full disk buffer does.
+    #[serde(default)]
+    pub buffer_full: BufferFull,
+    /// When disk buffer writes are flushed to stable storage.
+    #[serde(default)]
+    pub buffer_sync: BufferSync,
     #[serde(default)]
     pub queue: QueueConfig,
     #[serde(default)]
     pub batch: BatchConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// Exporter request headers, usually credentials: `Debug` shows only their names.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub BTreeMap<String, String>);
+
+impl Headers {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|name| (name, "***")))
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Headers {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Headers {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Headers {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Self(map)
+    }
+}
+
+/// `[exporters.tls]`: TLS of `https://` endpoints (rustls; gRPC and HTTP alike).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificates that may sign the server's certificate; replaces the
+    /// bundled Mozilla roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to the server (mutual TLS); needs `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Name the server's certificate must carry, instead of the endpoint's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Accept any server certificate (tests only: anyone can impersonate the server).
+    pub insecure_skip_verify: bool,
 }
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_buffer_max_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+
+/// Smallest accepted `buffer_max_bytes`.
+pub const MIN_BUFFER_MAX_BYTES: u64 = 1024 * 1024;
+
+/// What happens to a payload that does not fit in a full disk buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferFull {
+    /// Refuse the new payload: the edge answers `503` with `Retry-After`, readiness turns false.
+    #[default]
+    Refuse,
+    /// Make room by deleting the oldest data not yet being sent (whole segments).
+    DropOldest,
+}
+
+/// When disk buffer writes reach stable storage (`fdatasync`). Either way the edge answers `202`
+/// only once the payload is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BufferSync {
+    /// Before the edge acknowledges the payload: survives power loss and OS crashes.
+    #[default]
+    Always,
+    /// In the background at this interval. Written data survives the process being killed
+    /// (it is in the OS page cache) but the last interval may be lost with the machine.
+    Interval(Duration),
+}
+
+/// `"always"`, or a duration string (`"200ms"`, `"1s"`) / bare integer of milliseconds.
+impl Serialize for BufferSync {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BufferSync::Always => s.serialize_str("always"),
+            BufferSync::Interval(d) => duration::serialize(d, s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BufferSync {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected \"always\" or an interval such as \"200ms\" or \"1s\"",
+            )
+        })? {
+            Raw::Millis(ms) => Ok(BufferSync::Interval(Duration::from_millis(ms))),
+            Raw::Text(text) if text == "always" => Ok(BufferSync::Always),
+            Raw::Text(text) => duration::parse(&text)
+                .map(BufferSync::Interval)
+                .map_err(|e| serde::de::Error::custom(format!("{e} (or \"always\")"))),
+        }
+    }
 }
 
 impl ExporterConfig {
@@ -356,19 +525,30 @@ impl ExporterConfig {
     pub fn new(name: impl Into<String>, protocol: Protocol) -> Self {
         Self {
             name: name.into(),
+            preset: None,
+            region: None,
+            api_key_env: None,
+            api_key_file: None,
+            instance_id: None,
+            dataset: None,
+            max_attribute_value_len: None,
             endpoint: None,
             traces_endpoint: None,
             logs_endpoint: None,
             metrics_endpoint: None,
             protocol,
             compression: Compression::None,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             timeout: default_timeout(),
             path: None,
             buffer_dir: None,
+            buffer_max_bytes: default_buffer_max_bytes(),
+            buffer_full: BufferFull::default(),
+            buffer_sync: BufferSync::default(),
             queue: QueueConfig::default(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 
@@ -385,7 +565,8 @@ impl ExporterConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
-    /// Accepted requests waiting for export; when full the edge answers `503`.
+    /// Accepted requests waiting for export (with `buffer_dir`: waiting to be written to disk);
+    /// when full the edge answers `503`.
     pub capacity: usize,
     /// Export requests in flight at once (each with its own batcher and connection). The
     /// destination's latency, not CPU, bounds one sender; several keep it busy. `file`
@@ -438,7 +619,8 @@ pub struct RetryConfig {
     pub initial_backoff: Duration,
     #[serde(with = "duration_millis")]
     pub max_backoff: Duration,
-    /// Give up after this long (the batch is dropped and counted).
+    /// Give up after this long (the batch is dropped and counted). Not applied with
+    /// `buffer_dir`: buffered data is retried until delivered, within `buffer_max_bytes`.
     #[serde(with = "duration_secs")]
     pub max_elapsed: Duration,
 }
@@ -603,9 +785,19 @@ impl Config {
         })
     }
 
-    /// Parses TOML text; the error string includes line, column and the offending key.
+    /// Parses TOML text; the error string includes line, column and the offending key. Vendor
+    /// presets then fill the keys the text leaves out.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.exporters.iter().all(|e| e.preset.is_none()) {
+            return Ok(config);
+        }
+        // Parsed again as plain TOML, so "left out" is known key by key.
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        presets::expand(&mut table);
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())
     }
 
     /// Checks every rule that types cannot express; reports all problems at once.
@@ -1011,6 +1203,21 @@ replacement = "{a/b}"
         e.headers.insert("free-form".into(), "v".into());
         e.path = Some("p".into());
         e.buffer_dir = Some("b".into());
+        e.buffer_sync = BufferSync::Interval(Duration::from_millis(200));
+        e.preset = Some(Preset::Honeycomb);
+        e.region = Some("eu".into());
+        e.api_key_env = Some("K".into());
+        e.api_key_file = Some("k".into());
+        e.instance_id = Some("1".into());
+        e.dataset = Some("d".into());
+        e.max_attribute_value_len = Some(1);
+        e.tls = TlsConfig {
+            ca_file: Some("ca.pem".into()),
+            cert_file: Some("c.pem".into()),
+            key_file: Some("k.pem".into()),
+            server_name: Some("n".into()),
+            insecure_skip_verify: true,
+        };
         c.exporters.push(e);
         c
     }

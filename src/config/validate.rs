@@ -4,10 +4,13 @@
 //! (`apps[1].key: duplicate key "pk_x"`), so the operator knows exactly what to fix. All problems
 //! are collected, not just the first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use super::{check_endpoint_url, Config, ExporterConfig, Protocol};
+use super::{
+    check_endpoint_url, BufferSync, Config, ExporterConfig, Protocol, Temporality,
+    MIN_BUFFER_MAX_BYTES,
+};
 
 /// Every problem in `config`; empty when it is valid.
 pub(super) fn problems(config: &Config) -> Vec<String> {
@@ -34,6 +37,7 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     }
     apps(config, &mut p);
     let mut names = HashSet::new();
+    let mut buffer_dirs = HashMap::new();
     for (i, exporter) in config.exporters.iter().enumerate() {
         let at = format!("exporters[{i}]");
         if !exporter.name.is_empty() && !names.insert(exporter.name.as_str()) {
@@ -42,7 +46,21 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
                 format!("duplicate exporter name {:?}", exporter.name),
             );
         }
-        self::exporter(&at, exporter, &mut p);
+        if let Some(dir) = &exporter.buffer_dir {
+            if let Some(first) = buffer_dirs.get(dir) {
+                p.add(
+                    format!("{at}.buffer_dir"),
+                    format!(
+                        "{} is already the buffer of exporters[{first}]; each exporter needs its \
+                         own directory",
+                        dir.display()
+                    ),
+                );
+            } else {
+                buffer_dirs.insert(dir, i);
+            }
+        }
+        self::exporter(&at, exporter, config.metrics.temporality, &mut p);
     }
     p.0
 }
@@ -258,7 +276,7 @@ fn check_origin(origin: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
+fn exporter(at: &str, e: &ExporterConfig, temporality: Temporality, p: &mut Problems) {
     p.non_empty(format!("{at}.name"), &e.name);
     let endpoints = [
         ("endpoint", &e.endpoint),
@@ -318,6 +336,34 @@ fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
     p.positive(format!("{at}.batch.max_items"), e.batch.max_items);
     p.positive(format!("{at}.batch.max_bytes"), e.batch.max_bytes);
     p.non_zero_duration(format!("{at}.batch.timeout"), e.batch.timeout);
+    if let Some(dir) = &e.buffer_dir {
+        if dir.as_os_str().is_empty() {
+            p.add(format!("{at}.buffer_dir"), "must not be empty");
+        }
+        if e.protocol == Protocol::File {
+            p.add(
+                format!("{at}.buffer_dir"),
+                "not used with protocol \"file\" (it writes to disk already)",
+            );
+        }
+        if e.buffer_max_bytes < MIN_BUFFER_MAX_BYTES {
+            p.add(
+                format!("{at}.buffer_max_bytes"),
+                format!("must be at least {MIN_BUFFER_MAX_BYTES} (1 MiB)"),
+            );
+        }
+        if let BufferSync::Interval(interval) = e.buffer_sync {
+            p.non_zero_duration(format!("{at}.buffer_sync"), interval);
+        }
+    }
+    tls(at, e, p);
+    super::presets::problems(at, e, temporality, &mut |key, message| p.add(key, message));
+    if let Some(0) = e.max_attribute_value_len {
+        p.add(
+            format!("{at}.max_attribute_value_len"),
+            "must be greater than 0",
+        );
+    }
     if e.retry.enabled {
         p.non_zero_duration(
             format!("{at}.retry.initial_backoff"),
@@ -327,6 +373,37 @@ fn exporter(at: &str, e: &ExporterConfig, p: &mut Problems) {
             p.add(
                 format!("{at}.retry.max_backoff"),
                 "must not be less than retry.initial_backoff",
+            );
+        }
+    }
+}
+
+fn tls(at: &str, e: &ExporterConfig, p: &mut Problems) {
+    let tls = &e.tls;
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        p.add(
+            format!("{at}.tls"),
+            "cert_file and key_file must be set together",
+        );
+    }
+    let files = [
+        ("ca_file", &tls.ca_file),
+        ("cert_file", &tls.cert_file),
+        ("key_file", &tls.key_file),
+    ];
+    for (key, path) in files {
+        if let Some(path) = path.as_ref().filter(|path| !path.is_file()) {
+            p.add(
+                format!("{at}.tls.{key}"),
+                format!("{} is not a readable file", path.display()),
+            );
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            p.add(
+                format!("{at}.tls.server_name"),
+                format!("{name:?} is not a DNS name or IP address"),
             );
         }
     }
@@ -477,6 +554,64 @@ mod tests {
             !found.iter().any(|m| m.contains("sec\nret")),
             "header values are secrets"
         );
+    }
+
+    #[test]
+    fn buffer_rules() {
+        let buffered = |dir: &str| {
+            let mut e = ExporterConfig::new(dir, Protocol::Grpc);
+            e.endpoint = Some("http://c:4317".into());
+            e.buffer_dir = Some(dir.into());
+            e
+        };
+        let mut c = Config::default();
+        let mut small = buffered("/var/lib/a");
+        small.buffer_max_bytes = MIN_BUFFER_MAX_BYTES - 1;
+        small.buffer_sync = BufferSync::Interval(Duration::ZERO);
+        let mut unbuffered_small = ExporterConfig::embedded_default();
+        unbuffered_small.name = "plain".into();
+        unbuffered_small.buffer_max_bytes = 0;
+        let mut file = ExporterConfig::embedded_default();
+        file.buffer_dir = Some("/var/lib/f".into());
+        c.exporters = vec![small, buffered("/var/lib/b"), unbuffered_small, file];
+        c.exporters[1].buffer_dir = Some("/var/lib/a".into());
+        assert_problems(
+            &c,
+            &[
+                "exporters[0].buffer_max_bytes: must be at least 1048576 (1 MiB)",
+                "exporters[0].buffer_sync: must be greater than 0",
+                "exporters[1].buffer_dir: /var/lib/a is already the buffer of exporters[0]; \
+                 each exporter needs its own directory",
+                "exporters[3].buffer_dir: not used with protocol \"file\" (it writes to disk \
+                 already)",
+            ],
+        );
+    }
+
+    #[test]
+    fn tls_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let mut e = ExporterConfig::new("x", Protocol::Grpc);
+        e.endpoint = Some("https://c:4317".into());
+        e.tls.ca_file = Some(ca);
+        e.tls.cert_file = Some(dir.path().join("missing.pem"));
+        e.tls.server_name = Some("bad name".into());
+        let c = Config {
+            exporters: vec![e],
+            ..Config::default()
+        };
+        let found = problems(&c);
+        let expected = [
+            "exporters[0].tls: cert_file and key_file must be set together",
+            "exporters[0].tls.cert_file: ",
+            "exporters[0].tls.server_name: \"bad name\" is not a DNS name or IP address",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (got, want) in found.iter().zip(expected) {
+            assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -19,15 +20,18 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
+use super::buffer::Hold;
 use super::{metric_points, Payload, Signal};
 use crate::config::BatchConfig;
 
 /// One export request's worth of one signal.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Batch {
     /// Spans, log records or metric data points inside.
     pub items: usize,
     pub data: BatchData,
+    /// The disk buffer records with items in this batch (none without a disk buffer).
+    pub(crate) holds: Vec<Hold>,
 }
 
 /// The entries of one export request.
@@ -36,6 +40,114 @@ pub enum BatchData {
     Traces(Vec<ResourceSpans>),
     Logs(Vec<ResourceLogs>),
     Metrics(Vec<ResourceMetrics>),
+}
+
+impl BatchData {
+    /// Cuts every string attribute value (also inside arrays and maps) longer than `max_chars`
+    /// characters down to that, for destinations with a value limit; returns how many were cut.
+    pub fn truncate_attribute_values(&mut self, max_chars: usize) -> usize {
+        let mut cut = 0;
+        let mut attrs = |list: &mut Vec<KeyValue>| {
+            for kv in list {
+                if let Some(value) = &mut kv.value {
+                    cut += truncate_value(value, max_chars);
+                }
+            }
+        };
+        match self {
+            BatchData::Traces(entries) => {
+                for entry in entries {
+                    if let Some(resource) = &mut entry.resource {
+                        attrs(&mut resource.attributes);
+                    }
+                    for scope in &mut entry.scope_spans {
+                        if let Some(s) = &mut scope.scope {
+                            attrs(&mut s.attributes);
+                        }
+                        for span in &mut scope.spans {
+                            attrs(&mut span.attributes);
+                            for event in &mut span.events {
+                                attrs(&mut event.attributes);
+                            }
+                            for link in &mut span.links {
+                                attrs(&mut link.attributes);
+                            }
+                        }
+                    }
+                }
+            }
+            BatchData::Logs(entries) => {
+                for entry in entries {
+                    if let Some(resource) = &mut entry.resource {
+                        attrs(&mut resource.attributes);
+                    }
+                    for scope in &mut entry.scope_logs {
+                        if let Some(s) = &mut scope.scope {
+                            attrs(&mut s.attributes);
+                        }
+                        for record in &mut scope.log_records {
+                            attrs(&mut record.attributes);
+                        }
+                    }
+                }
+            }
+            BatchData::Metrics(entries) => {
+                for entry in entries {
+                    if let Some(resource) = &mut entry.resource {
+                        attrs(&mut resource.attributes);
+                    }
+                    for scope in &mut entry.scope_metrics {
+                        if let Some(s) = &mut scope.scope {
+                            attrs(&mut s.attributes);
+                        }
+                        for metric in &mut scope.metrics {
+                            for_each_point_attributes(metric, &mut attrs);
+                        }
+                    }
+                }
+            }
+        }
+        cut
+    }
+}
+
+/// Calls `f` on the attributes of every data point of `metric`.
+fn for_each_point_attributes(metric: &mut Metric, f: &mut impl FnMut(&mut Vec<KeyValue>)) {
+    match &mut metric.data {
+        Some(Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        Some(Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        Some(Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        Some(Data::ExponentialHistogram(h)) => {
+            h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
+        }
+        Some(Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
+        None => {}
+    }
+}
+
+/// Truncates string values in `value` to `max_chars` characters; returns how many it cut.
+fn truncate_value(value: &mut AnyValue, max_chars: usize) -> usize {
+    match &mut value.value {
+        Some(any_value::Value::StringValue(s)) => match s.char_indices().nth(max_chars) {
+            Some((at, _)) => {
+                s.truncate(at);
+                1
+            }
+            None => 0,
+        },
+        Some(any_value::Value::ArrayValue(array)) => array
+            .values
+            .iter_mut()
+            .map(|v| truncate_value(v, max_chars))
+            .sum(),
+        Some(any_value::Value::KvlistValue(list)) => list
+            .values
+            .iter_mut()
+            .filter_map(|kv| kv.value.as_mut())
+            .map(|v| truncate_value(v, max_chars))
+            .sum(),
+        _ => 0,
+    }
 }
 
 impl Batch {
@@ -82,24 +194,35 @@ impl Batcher {
         }
     }
 
-    /// Adds a payload; batches that became full are appended to `out`.
-    pub fn push(&mut self, payload: Payload, now: Instant, out: &mut Vec<Batch>) {
+    /// Adds a payload; batches that became full are appended to `out`. Every batch that gets
+    /// some of its items keeps a clone of `hold` (the disk buffer record it came from).
+    pub(crate) fn push(
+        &mut self,
+        payload: Payload,
+        hold: Option<&Hold>,
+        now: Instant,
+        out: &mut Vec<Batch>,
+    ) {
         let Payload {
             spans,
             logs,
             metrics,
         } = payload;
+        let mut push = Push {
+            limits: &self.limits,
+            hold,
+            now,
+            scratch: &mut self.scratch,
+            out,
+        };
         for entry in spans {
-            self.traces
-                .push(entry, &self.limits, now, &mut self.scratch, out);
+            self.traces.push(entry, &mut push);
         }
         for entry in logs {
-            self.logs
-                .push(entry, &self.limits, now, &mut self.scratch, out);
+            self.logs.push(entry, &mut push);
         }
         for entry in metrics {
-            self.metrics
-                .push(entry, &self.limits, now, &mut self.scratch, out);
+            self.metrics.push(entry, &mut push);
         }
     }
 
@@ -146,10 +269,22 @@ fn field_cost(len: usize) -> usize {
     1 + prost::length_delimiter_len(len) + len
 }
 
+/// What [`Batcher::push`] hands to each accumulator.
+struct Push<'a> {
+    limits: &'a Limits,
+    hold: Option<&'a Hold>,
+    now: Instant,
+    /// Reused buffer for encoding resource headers.
+    scratch: &'a mut Vec<u8>,
+    out: &'a mut Vec<Batch>,
+}
+
 /// The open batch of one signal.
 #[derive(Debug)]
 struct Accumulator<E> {
     entries: Vec<E>,
+    /// Disk buffer records with items in the open batch.
+    holds: Vec<Hold>,
     /// xxh3 of an entry's encoded header (resource + schema URL) → its index in `entries`.
     by_resource: HashMap<u64, usize>,
     items: usize,
@@ -163,6 +298,7 @@ impl<E> Default for Accumulator<E> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
+            holds: Vec::new(),
             by_resource: HashMap::new(),
             items: 0,
             bytes: 0,
@@ -203,6 +339,7 @@ impl<E: Entry> Accumulator<E> {
         out.push(Batch {
             items: self.items,
             data: E::into_data(std::mem::take(&mut self.entries)),
+            holds: std::mem::take(&mut self.holds),
         });
         self.by_resource.clear();
         self.items = 0;
@@ -210,14 +347,20 @@ impl<E: Entry> Accumulator<E> {
         self.opened = None;
     }
 
-    fn push(
-        &mut self,
-        mut entry: E,
-        limits: &Limits,
-        now: Instant,
-        scratch: &mut Vec<u8>,
-        out: &mut Vec<Batch>,
-    ) {
+    /// Records that the open batch has items of `hold`'s record (payloads arrive whole, so
+    /// only the last hold can be the same).
+    fn keep(&mut self, hold: Option<&Hold>) {
+        if let Some(hold) = hold {
+            if !self.holds.last().is_some_and(|last| last.same(hold)) {
+                self.holds.push(hold.clone());
+            }
+        }
+    }
+
+    fn push(&mut self, mut entry: E, push: &mut Push<'_>) {
+        let (limits, hold, now) = (push.limits, push.hold, push.now);
+        let scratch = &mut *push.scratch;
+        let out = &mut *push.out;
         // With the scopes taken out, `entry` is just its header: resource and schema URL.
         let scopes = std::mem::take(entry.scopes_mut());
         scratch.clear();
@@ -251,6 +394,7 @@ impl<E: Entry> Accumulator<E> {
             }
             self.items += items;
             self.opened.get_or_insert(now);
+            self.keep(hold);
             if self.items >= limits.max_items {
                 self.seal(out);
             }
@@ -287,6 +431,7 @@ impl<E: Entry> Accumulator<E> {
                         cost + header_cost,
                         now,
                     );
+                    self.keep(hold);
                     if self.items >= limits.max_items {
                         self.seal(out);
                         slot = None;
@@ -325,6 +470,7 @@ impl<E: Entry> Accumulator<E> {
                     cost + header_cost,
                     now,
                 );
+                self.keep(hold);
                 self.seal(out);
                 slot = None;
             }
@@ -558,13 +704,51 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn attribute_values_are_truncated_on_char_boundaries() {
+        let long = "é".repeat(10);
+        let mut payload = spans_payload("shop", [1]);
+        let span = &mut payload.spans[0].scope_spans[0].spans[0];
+        span.attributes.push(kv("long", &long));
+        span.attributes.push(kv("short", "ok"));
+        span.attributes.push(KeyValue {
+            key: "list".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(
+                    opentelemetry_proto::tonic::common::v1::ArrayValue {
+                        values: vec![kv("x", &long).value.unwrap()],
+                    },
+                )),
+            }),
+            ..Default::default()
+        });
+        let mut data = BatchData::Traces(payload.spans);
+        assert_eq!(data.truncate_attribute_values(4), 2);
+        let BatchData::Traces(entries) = &data else {
+            unreachable!()
+        };
+        let attrs = &entries[0].scope_spans[0].spans[0].attributes;
+        let text = |i: usize| match &attrs[i].value.as_ref().unwrap().value {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            Some(any_value::Value::ArrayValue(a)) => match &a.values[0].value {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                _ => unreachable!(),
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(text(0), "éééé");
+        assert_eq!(text(1), "ok");
+        assert_eq!(text(2), "éééé");
+        assert_eq!(data.truncate_attribute_values(4), 0, "nothing left to cut");
+    }
+
+    #[test]
     fn merges_entries_with_identical_resource() {
         let mut batcher = Batcher::new(&config(100, 1 << 20));
         let now = Instant::now();
         let mut out = Vec::new();
-        batcher.push(spans_payload("shop", [1, 2]), now, &mut out);
-        batcher.push(spans_payload("blog", [3]), now, &mut out);
-        batcher.push(spans_payload("shop", [4]), now, &mut out);
+        batcher.push(spans_payload("shop", [1, 2]), None, now, &mut out);
+        batcher.push(spans_payload("blog", [3]), None, now, &mut out);
+        batcher.push(spans_payload("shop", [4]), None, now, &mut out);
         assert!(out.is_empty(), "nothing is full yet");
         batcher.flush_all(&mut out);
         assert_eq!(out.len(), 1);
@@ -583,8 +767,8 @@ pub(crate) mod tests {
         let mut other = spans_payload("shop", [2]);
         other.spans[0].schema_url = "https://opentelemetry.io/schemas/1.44.0".into();
         let mut out = Vec::new();
-        batcher.push(spans_payload("shop", [1]), Instant::now(), &mut out);
-        batcher.push(other, Instant::now(), &mut out);
+        batcher.push(spans_payload("shop", [1]), None, Instant::now(), &mut out);
+        batcher.push(other, None, Instant::now(), &mut out);
         batcher.flush_all(&mut out);
         assert_eq!(traces(&out[0]).len(), 2);
     }
@@ -593,8 +777,8 @@ pub(crate) mod tests {
     fn respects_max_items_and_keeps_order() {
         let mut batcher = Batcher::new(&config(4, 1 << 20));
         let mut out = Vec::new();
-        batcher.push(spans_payload("shop", 0..3), Instant::now(), &mut out);
-        batcher.push(spans_payload("blog", 3..10), Instant::now(), &mut out);
+        batcher.push(spans_payload("shop", 0..3), None, Instant::now(), &mut out);
+        batcher.push(spans_payload("blog", 3..10), None, Instant::now(), &mut out);
         batcher.flush_all(&mut out);
         let sizes: Vec<usize> = out.iter().map(|b| b.items).collect();
         assert_eq!(sizes, [4, 4, 2]);
@@ -630,11 +814,12 @@ pub(crate) mod tests {
         for n in 0..10 {
             batcher.push(
                 spans_payload(&format!("app-{n}"), [n]),
+                None,
                 Instant::now(),
                 &mut out,
             );
         }
-        batcher.push(spans_payload("big", 10..40), Instant::now(), &mut out);
+        batcher.push(spans_payload("big", 10..40), None, Instant::now(), &mut out);
         batcher.flush_all(&mut out);
         let mut total = 0;
         for batch in &out {
@@ -687,7 +872,7 @@ pub(crate) mod tests {
         };
         let mut batcher = Batcher::new(&config(4, 1 << 20));
         let mut out = Vec::new();
-        batcher.push(payload, Instant::now(), &mut out);
+        batcher.push(payload, None, Instant::now(), &mut out);
         batcher.flush_all(&mut out);
         let sizes: Vec<usize> = out.iter().map(|b| b.items).collect();
         assert_eq!(sizes, [4, 4, 2]);
@@ -713,7 +898,12 @@ pub(crate) mod tests {
     fn oversize_single_item_is_sent_alone() {
         let mut batcher = Batcher::new(&config(100, 10));
         let mut out = Vec::new();
-        batcher.push(spans_payload("shop", [1, 2]), Instant::now(), &mut out);
+        batcher.push(
+            spans_payload("shop", [1, 2]),
+            None,
+            Instant::now(),
+            &mut out,
+        );
         batcher.flush_all(&mut out);
         let sizes: Vec<usize> = out.iter().map(|b| b.items).collect();
         assert_eq!(sizes, [1, 1]);
@@ -725,9 +915,10 @@ pub(crate) mod tests {
         assert_eq!(batcher.next_deadline(), None);
         let t0 = Instant::now();
         let mut out = Vec::new();
-        batcher.push(spans_payload("shop", [1]), t0, &mut out);
+        batcher.push(spans_payload("shop", [1]), None, t0, &mut out);
         batcher.push(
             spans_payload("shop", [2]),
+            None,
             t0 + Duration::from_millis(500),
             &mut out,
         );
@@ -744,7 +935,7 @@ pub(crate) mod tests {
     fn empty_entries_are_dropped() {
         let mut batcher = Batcher::new(&config(100, 1 << 20));
         let mut out = Vec::new();
-        batcher.push(spans_payload("shop", []), Instant::now(), &mut out);
+        batcher.push(spans_payload("shop", []), None, Instant::now(), &mut out);
         batcher.flush_all(&mut out);
         assert!(out.is_empty());
     }

@@ -14,9 +14,11 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
+use hyper_util::client::legacy::connect::HttpConnector;
+
 use super::batch::BatchData;
 use super::retry::{classify_grpc_status, SendError};
-use super::{Ack, ExportError, Transport};
+use super::{tls, Ack, ExportError, Transport};
 use crate::config::{Compression, ExporterConfig};
 
 /// Default OTLP/gRPC endpoint (`otel.md` §4.7).
@@ -28,6 +30,8 @@ pub struct GrpcTransport {
     logs: LogsServiceClient<Channel>,
     metrics: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
+    /// `metadata` plus what only metrics calls carry (a preset's, e.g. Honeycomb's dataset).
+    metrics_metadata: MetadataMap,
 }
 
 /// A batch as the export request message of its signal.
@@ -41,38 +45,44 @@ impl GrpcTransport {
     /// Must run inside a tokio runtime (the lazy channel spawns its worker).
     pub fn new(config: &ExporterConfig) -> Result<Self, ExportError> {
         let base = config.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
-        let base_channel = channel(config, base)?;
+        let tls = tls::client_config(&config.tls).map_err(|source| ExportError::Tls {
+            exporter: config.name.clone(),
+            source,
+        })?;
+        let base_channel = channel(config, base, &tls)?;
         // Per-signal endpoints get their own channel; the rest share the base one.
         let channel_for = |per_signal: &Option<String>| match per_signal.as_deref() {
-            Some(endpoint) if endpoint != base => channel(config, endpoint),
+            Some(endpoint) if endpoint != base => channel(config, endpoint, &tls),
             _ => Ok(base_channel.clone()),
         };
-        let gzip = config.compression == Compression::Gzip;
         let mut traces = TraceServiceClient::new(channel_for(&config.traces_endpoint)?);
         let mut logs = LogsServiceClient::new(channel_for(&config.logs_endpoint)?);
         let mut metrics = MetricsServiceClient::new(channel_for(&config.metrics_endpoint)?);
-        if gzip {
-            traces = traces
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
-            logs = logs
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
+        let encoding = match config.compression {
+            Compression::None => None,
+            Compression::Gzip => Some(CompressionEncoding::Gzip),
+            Compression::Zstd => Some(CompressionEncoding::Zstd),
+        };
+        if let Some(encoding) = encoding {
+            traces = traces.send_compressed(encoding).accept_compressed(encoding);
+            logs = logs.send_compressed(encoding).accept_compressed(encoding);
             metrics = metrics
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
+                .send_compressed(encoding)
+                .accept_compressed(encoding);
         }
+        let (metadata, metrics_metadata) = metadata(config)?;
         Ok(Self {
             traces,
             logs,
             metrics,
-            metadata: metadata(config)?,
+            metadata,
+            metrics_metadata,
         })
     }
 
-    fn request<M>(&self, message: M) -> tonic::Request<M> {
+    fn request<M>(&self, message: M, metadata: &MetadataMap) -> tonic::Request<M> {
         let mut request = tonic::Request::new(message);
-        *request.metadata_mut() = self.metadata.clone();
+        *request.metadata_mut() = metadata.clone();
         request
     }
 }
@@ -98,21 +108,21 @@ impl Transport for GrpcTransport {
         // tonic consumes the message, so each attempt sends a copy.
         let partial = match request {
             GrpcRequest::Traces(message) => {
-                let request = self.request(message.clone());
+                let request = self.request(message.clone(), &self.metadata);
                 self.traces
                     .export(request)
                     .await
                     .map(|r| r.into_inner().partial_success.map(Ack::from))
             }
             GrpcRequest::Logs(message) => {
-                let request = self.request(message.clone());
+                let request = self.request(message.clone(), &self.metadata);
                 self.logs
                     .export(request)
                     .await
                     .map(|r| r.into_inner().partial_success.map(Ack::from))
             }
             GrpcRequest::Metrics(message) => {
-                let request = self.request(message.clone());
+                let request = self.request(message.clone(), &self.metrics_metadata);
                 self.metrics
                     .export(request)
                     .await
@@ -129,8 +139,13 @@ impl Transport for GrpcTransport {
     }
 }
 
-/// A lazily connecting channel to `endpoint`, with the exporter's per-call timeout.
-fn channel(config: &ExporterConfig, endpoint: &str) -> Result<Channel, ExportError> {
+/// A lazily connecting channel to `endpoint`, with the exporter's per-call timeout; `https`
+/// endpoints go through rustls with `tls`.
+fn channel(
+    config: &ExporterConfig,
+    endpoint: &str,
+    tls: &rustls::ClientConfig,
+) -> Result<Channel, ExportError> {
     let invalid = |reason: String| ExportError::InvalidEndpoint {
         exporter: config.name.clone(),
         endpoint: endpoint.to_owned(),
@@ -139,37 +154,66 @@ fn channel(config: &ExporterConfig, endpoint: &str) -> Result<Channel, ExportErr
     let uri: http::Uri = endpoint
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => {}
-        Some("https") => {
-            return Err(invalid(
-                "https needs TLS, which this build does not include; use http:// (e.g. a local \
-                 collector) instead"
-                    .into(),
-            ))
-        }
-        _ => return Err(invalid("expected http://host:port".into())),
-    }
+    let https = match uri.scheme_str() {
+        _ if uri.host().is_none() => return Err(invalid("expected http(s)://host:port".into())),
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(invalid("expected http(s)://host:port".into())),
+    };
     let endpoint = Endpoint::from(uri)
         .timeout(config.timeout)
         .connect_timeout(config.timeout);
-    Ok(endpoint.connect_lazy())
+    if !https {
+        return Ok(endpoint.connect_lazy());
+    }
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_only()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
-fn metadata(config: &ExporterConfig) -> Result<MetadataMap, ExportError> {
-    let mut metadata = MetadataMap::with_capacity(config.headers.len());
-    for (name, value) in &config.headers {
+/// The metadata of every call (configured headers, then the preset's unless configured), and
+/// that of metrics calls.
+fn metadata(config: &ExporterConfig) -> Result<(MetadataMap, MetadataMap), ExportError> {
+    let preset = super::preset_headers(config)?;
+    let configured = config.headers.iter().map(|(n, v)| (n.as_str(), v));
+    let from_preset = preset.all.iter().map(|(n, v)| (*n, v));
+    let mut all = MetadataMap::with_capacity(config.headers.len() + preset.all.len());
+    insert_metadata(config, &mut all, configured.chain(from_preset))?;
+    let mut metrics = all.clone();
+    insert_metadata(
+        config,
+        &mut metrics,
+        preset.metrics.iter().map(|(n, v)| (*n, v)),
+    )?;
+    Ok((all, metrics))
+}
+
+fn insert_metadata<'a>(
+    config: &ExporterConfig,
+    metadata: &mut MetadataMap,
+    entries: impl Iterator<Item = (&'a str, &'a String)>,
+) -> Result<(), ExportError> {
+    for (name, value) in entries {
         let invalid = || ExportError::InvalidHeader {
             exporter: config.name.clone(),
-            name: name.clone(),
+            name: name.to_owned(),
         };
         // gRPC metadata keys are lowercase; HTTP-style names are accepted as written.
         let key =
             MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| invalid())?;
         let value = MetadataValue::try_from(value.as_str()).map_err(|_| invalid())?;
-        metadata.insert(key, value);
+        // Configured headers come first and win.
+        if !metadata.contains_key(&key) {
+            metadata.insert(key, value);
+        }
     }
-    Ok(metadata)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -295,8 +339,32 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_broken_mid_call_is_retryable() {
+        // Accepts, reads the start of the call, then drops the connection: no answer at all.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                drop(socket);
+            }
+        });
+        let mut transport = GrpcTransport::new(&grpc_config(&format!("http://{addr}"))).unwrap();
+        let request = transport
+            .prepare(BatchData::Traces(spans_payload("shop", 0..1).spans))
+            .unwrap();
+        let error = transport.send(&request).await.expect_err("no answer");
+        assert!(
+            matches!(error.disposition, Disposition::Retryable { .. }),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
     async fn bad_endpoints_are_rejected() {
-        for endpoint in ["localhost:4317", "https://collector:4317", "http://"] {
+        for endpoint in ["localhost:4317", "ftp://collector:4317", "http://"] {
             let config = grpc_config(endpoint);
             assert!(
                 matches!(

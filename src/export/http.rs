@@ -39,13 +39,18 @@ const MAX_ERROR_DETAIL_CHARS: usize = 256;
 
 const USER_AGENT: &str = concat!("rum-bridge/", env!("CARGO_PKG_VERSION"));
 
+/// zstd's default level: most of the gain for little CPU.
+const ZSTD_LEVEL: i32 = 3;
+
 /// Sends batches to an OTLP/HTTP receiver.
 pub struct HttpTransport {
     client: reqwest::Client,
+    /// Headers of metrics requests only (a preset's, e.g. Honeycomb's dataset).
+    metrics_headers: HeaderMap,
     /// Full URL per signal, indexed by [`Signal::index`].
     urls: [Url; 3],
     json: bool,
-    gzip: bool,
+    compression: Compression,
 }
 
 /// An encoded (and possibly compressed) request body.
@@ -61,10 +66,18 @@ impl HttpTransport {
             signal_url(config, Signal::Logs, config.logs_endpoint.as_deref())?,
             signal_url(config, Signal::Metrics, config.metrics_endpoint.as_deref())?,
         ];
+        let mut tls =
+            super::tls::client_config(&config.tls).map_err(|source| ExportError::Tls {
+                exporter: config.name.clone(),
+                source,
+            })?;
+        tls.alpn_protocols = super::tls::HTTP_ALPN.map(<[u8]>::to_vec).to_vec();
+        let (headers, metrics_headers) = header_maps(config)?;
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .user_agent(USER_AGENT)
-            .default_headers(header_map(config)?)
+            .default_headers(headers)
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|source| ExportError::HttpClient {
                 exporter: config.name.clone(),
@@ -72,9 +85,10 @@ impl HttpTransport {
             })?;
         Ok(Self {
             client,
+            metrics_headers,
             urls,
             json: config.protocol == Protocol::HttpJson,
-            gzip: config.compression == Compression::Gzip,
+            compression: config.compression,
         })
     }
 
@@ -105,7 +119,12 @@ impl Transport for HttpTransport {
                 encode(self.json, &ExportMetricsServiceRequest { resource_metrics })?,
             ),
         };
-        let body = if self.gzip { gzip(&body)? } else { body };
+        let body = match self.compression {
+            Compression::None => body,
+            Compression::Gzip => gzip(&body)?,
+            Compression::Zstd => zstd::bulk::compress(&body, ZSTD_LEVEL)
+                .map_err(|e| SendError::permanent(format!("cannot zstd-compress request: {e}")))?,
+        };
         Ok(HttpRequest {
             signal,
             body: Bytes::from(body),
@@ -119,8 +138,13 @@ impl Transport for HttpTransport {
             .post(url.clone())
             .header(CONTENT_TYPE, self.content_type())
             .body(request.body.clone());
-        if self.gzip {
-            builder = builder.header(CONTENT_ENCODING, "gzip");
+        if request.signal == Signal::Metrics {
+            builder = builder.headers(self.metrics_headers.clone());
+        }
+        match self.compression {
+            Compression::None => {}
+            Compression::Gzip => builder = builder.header(CONTENT_ENCODING, "gzip"),
+            Compression::Zstd => builder = builder.header(CONTENT_ENCODING, "zstd"),
         }
         let mut response = builder.send().await.map_err(|error| {
             let message = format!("POST {url}: {}", error_chain(&error));
@@ -187,29 +211,39 @@ fn signal_url(
     };
     let url = Url::parse(&text).map_err(|e| invalid(e.to_string()))?;
     match url.scheme() {
-        "http" => Ok(url),
-        "https" => Err(invalid(
-            "https needs TLS, which this build does not include; use http:// (e.g. a local \
-             collector) instead"
-                .into(),
-        )),
+        "http" | "https" => Ok(url),
         other => Err(invalid(format!("unsupported scheme {other:?}"))),
     }
 }
 
-fn header_map(config: &ExporterConfig) -> Result<HeaderMap, ExportError> {
-    let mut headers = HeaderMap::with_capacity(config.headers.len());
-    for (name, value) in &config.headers {
-        let invalid = || ExportError::InvalidHeader {
-            exporter: config.name.clone(),
-            name: name.clone(),
-        };
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
-        let mut value = HeaderValue::from_str(value).map_err(|_| invalid())?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
+/// The headers of every request (configured, then the preset's unless configured), and those
+/// of metrics requests only. Values are marked sensitive (kept out of debug output).
+fn header_maps(config: &ExporterConfig) -> Result<(HeaderMap, HeaderMap), ExportError> {
+    let preset = super::preset_headers(config)?;
+    let mut all = HeaderMap::with_capacity(config.headers.len() + preset.all.len());
+    let mut metrics = HeaderMap::with_capacity(preset.metrics.len());
+    let configured = config.headers.iter().map(|(n, v)| (n.as_str(), v));
+    let from_preset = preset.all.iter().map(|(n, v)| (*n, v));
+    for (target, entries) in [
+        (&mut all, configured.chain(from_preset).collect::<Vec<_>>()),
+        (
+            &mut metrics,
+            preset.metrics.iter().map(|(n, v)| (*n, v)).collect(),
+        ),
+    ] {
+        for (name, value) in entries {
+            let invalid = || ExportError::InvalidHeader {
+                exporter: config.name.clone(),
+                name: name.to_owned(),
+            };
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+            value.set_sensitive(true);
+            // Configured headers come first and win.
+            target.entry(name).or_insert(value);
+        }
     }
-    Ok(headers)
+    Ok((all, metrics))
 }
 
 fn encode<M: Message + serde::Serialize>(json: bool, request: &M) -> Result<Vec<u8>, SendError> {
@@ -430,11 +464,13 @@ pub(crate) mod tests {
             HttpTransport::new(&config),
             Err(ExportError::InvalidEndpoint { .. })
         ));
-        config.endpoint = Some("https://otlp.nr-data.net".into());
+        config.endpoint = Some("ftp://otlp.nr-data.net".into());
         assert!(matches!(
             HttpTransport::new(&config),
             Err(ExportError::InvalidEndpoint { .. })
         ));
+        config.endpoint = Some("https://otlp.nr-data.net".into());
+        assert!(HttpTransport::new(&config).is_ok(), "TLS is built in");
         config.endpoint = None;
         config
             .headers

@@ -1,18 +1,23 @@
-//! Export: bounded queues, batching, OTLP transports and retries.
+//! Export: bounded queues, durable disk buffers, batching, OTLP transports and retries.
 //!
 //! The edge hands each accepted request's telemetry to [`Pipeline::submit`], which never waits:
 //! it places the payload on every exporter's bounded queue or reports that a queue is full (the
-//! edge turns that into `503` + `Retry-After`). Each exporter runs its own task: batch by count,
-//! bytes and time, grouped by resource; send over OTLP gRPC, HTTP/protobuf, HTTP/JSON or to
-//! OTLP-JSON files; retry per the OTLP spec. Every item ends up counted as exported or failed
-//! with a reason (`admin::Metrics`).
+//! edge turns that into `503` + `Retry-After`). Each exporter has its own queue and tasks (fan-out:
+//! a slow destination fills only its own queue): batch by count, bytes and time, grouped by
+//! resource; send over OTLP gRPC, HTTP/protobuf, HTTP/JSON or to OTLP-JSON files; retry per the
+//! OTLP spec. An exporter with a `buffer_dir` first writes each payload to its disk buffer
+//! ([`buffer`]); the [`Receipt`] that `submit` returns resolves once that write is done, and only
+//! then does the edge answer `202`. Every item ends up counted as exported or failed with a
+//! reason (`admin::Metrics`).
 
 pub mod batch;
+mod buffer;
 pub mod file;
 pub mod grpc;
 pub mod http;
 mod queue;
 pub mod retry;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,14 +31,20 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::Metrics;
 use crate::config::{ExporterConfig, Protocol};
 use batch::BatchData;
-use queue::{Phase, QueueHandle, Worker};
+pub use buffer::Refusal;
+use buffer::{RecordBody, SpoolHandle, WriteRequest};
+use queue::{Phase, QueueHandle, Queued, Worker};
 use retry::SendError;
+
+/// Queue slots per worker of a buffered exporter: its queue is on disk, so a few payloads in
+/// memory keep the workers busy.
+const BUFFERED_SHARD_CAPACITY: usize = 16;
 
 /// Telemetry produced from one accepted request (or one metrics flush).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -163,15 +174,59 @@ pub enum ExportError {
         exporter: String,
         source: reqwest::Error,
     },
+    #[error("exporter {exporter:?}: TLS: {source}")]
+    Tls {
+        exporter: String,
+        source: tls::TlsError,
+    },
+    #[error("exporter {exporter:?}: API key of preset: {source}")]
+    Credential {
+        exporter: String,
+        source: crate::config::presets::CredentialError,
+    },
 }
 
-/// Why [`Pipeline::submit`] refused a payload; the edge answers `503` with `Retry-After`.
+/// Why [`Pipeline::submit`] (or its [`Receipt`]) refused a payload; the edge answers `503` with
+/// `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Backpressure {
     #[error("export queue of {exporter:?} is full")]
     QueueFull { exporter: String },
+    #[error("disk buffer of {exporter:?}: {refusal}")]
+    Buffer { exporter: String, refusal: Refusal },
     #[error("export pipeline is shutting down")]
     ShuttingDown,
+}
+
+/// Tells when a submitted payload is durable in every disk buffer (immediately without one).
+/// Dropping it does not cancel anything.
+#[derive(Debug, Default)]
+pub struct Receipt {
+    /// Per buffered exporter: its name and the writer's answer.
+    pending: Vec<(Arc<str>, Durable)>,
+}
+
+type Durable = oneshot::Receiver<Result<(), Refusal>>;
+
+impl Receipt {
+    /// Waits until every buffered exporter has written the payload (and synced it, with
+    /// `buffer_sync = "always"`). An error means a buffer did not keep it; the client should
+    /// send it again.
+    pub async fn durable(self) -> Result<(), Backpressure> {
+        for (exporter, reply) in self.pending {
+            match reply.await {
+                Ok(Ok(())) => {}
+                Ok(Err(refusal)) => {
+                    return Err(Backpressure::Buffer {
+                        exporter: exporter.to_string(),
+                        refusal,
+                    })
+                }
+                Err(_) => return Err(Backpressure::ShuttingDown),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the destination said about a request it accepted (OTLP `partial_success`).
@@ -231,9 +286,56 @@ pub struct Pipeline {
 }
 
 struct Inner {
-    queues: Vec<QueueHandle>,
+    queues: Vec<ExporterQueue>,
+    /// Whether any exporter has a disk buffer (payloads are then encoded once, at submit).
+    any_buffered: bool,
     phase: watch::Sender<Phase>,
+    /// Every task: workers, and the writers and readers of disk buffers.
     workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Where `submit` puts an exporter's payloads.
+enum ExporterQueue {
+    /// In memory, straight to the workers.
+    Memory(QueueHandle<Queued>),
+    /// To the disk buffer's writer.
+    Disk(SpoolHandle),
+}
+
+impl ExporterQueue {
+    fn name(&self) -> &str {
+        match self {
+            ExporterQueue::Memory(q) => &q.name,
+            ExporterQueue::Disk(s) => &s.queue.name,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        match self {
+            ExporterQueue::Memory(q) => q.is_full(),
+            ExporterQueue::Disk(s) => s.is_full(),
+        }
+    }
+
+    fn depth(&self) -> usize {
+        match self {
+            ExporterQueue::Memory(q) => q.depth(),
+            ExporterQueue::Disk(s) => s.queue.depth(),
+        }
+    }
+
+    fn count_queued(&self) {
+        match self {
+            ExporterQueue::Memory(q) => q.count_queued(),
+            ExporterQueue::Disk(s) => s.queue.count_queued(),
+        }
+    }
+}
+
+/// A slot reserved by `submit` in one exporter's queue.
+enum Slot<'a> {
+    Memory(queue::Reserved<'a, Queued>),
+    Disk(&'a SpoolHandle, queue::Reserved<'a, WriteRequest>),
 }
 
 impl Pipeline {
@@ -249,6 +351,7 @@ impl Pipeline {
         if exporters.is_empty() {
             return Err(ExportError::NoExporters);
         }
+        tls::install_default_provider();
         let mut names = HashSet::new();
         for config in exporters {
             if !names.insert(config.name.as_str()) {
@@ -269,14 +372,42 @@ impl Pipeline {
             .collect::<Result<Vec<_>, _>>()?;
 
         let (phase, _) = watch::channel(Phase::Running);
-        let mut queues = Vec::with_capacity(exporters.len());
-        let mut workers = Vec::with_capacity(exporters.len());
+        // Open every disk buffer before spawning anything: a bad directory starts nothing.
+        let mut planned = Vec::with_capacity(exporters.len());
         for (config, shard_transports) in exporters.iter().zip(transports) {
-            let per_shard = config.queue.capacity.div_ceil(shard_transports.len());
-            let mut senders = Vec::with_capacity(shard_transports.len());
-            for transport in shard_transports {
-                let (sender, receiver) = mpsc::channel::<queue::Queued>(per_shard);
-                senders.push(sender);
+            let per_shard = match config.buffer_dir {
+                Some(_) => BUFFERED_SHARD_CAPACITY,
+                None => config.queue.capacity.div_ceil(shard_transports.len()),
+            };
+            let (senders, receivers): (Vec<_>, Vec<_>) = shard_transports
+                .iter()
+                .map(|_| mpsc::channel::<Queued>(per_shard))
+                .unzip();
+            let (queue, spool_tasks) = match &config.buffer_dir {
+                Some(dir) => {
+                    let opened = buffer::open(config, dir, senders, &phase.subscribe(), &metrics)?;
+                    (
+                        ExporterQueue::Disk(opened.handle),
+                        Some((opened.writer, opened.reader)),
+                    )
+                }
+                None => (
+                    ExporterQueue::Memory(QueueHandle::new(
+                        config.name.clone(),
+                        senders,
+                        config.queue.max_bytes,
+                        &metrics,
+                    )),
+                    None,
+                ),
+            };
+            planned.push((config, shard_transports, receivers, queue, spool_tasks));
+        }
+
+        let mut queues = Vec::with_capacity(exporters.len());
+        let mut workers = Vec::new();
+        for (config, shard_transports, receivers, queue, spool_tasks) in planned {
+            for (transport, receiver) in shard_transports.into_iter().zip(receivers) {
                 let phase = phase.subscribe();
                 workers.push(match transport {
                     AnyTransport::Grpc(t) => {
@@ -290,16 +421,17 @@ impl Pipeline {
                     }
                 });
             }
-            queues.push(QueueHandle::new(
-                config.name.clone(),
-                senders,
-                config.queue.max_bytes,
-                &metrics,
-            ));
+            if let Some((writer, reader)) = spool_tasks {
+                workers.push(tokio::spawn(writer.run()));
+                workers.push(tokio::spawn(reader.run()));
+            }
+            queues.push(queue);
         }
+        let any_buffered = queues.iter().any(|q| matches!(q, ExporterQueue::Disk(_)));
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 queues,
+                any_buffered,
                 phase,
                 workers: Mutex::new(workers),
             }),
@@ -307,20 +439,26 @@ impl Pipeline {
     }
 
     /// Queues a payload for every exporter without waiting. All or nothing: if any exporter's
-    /// queue is full, no exporter gets it (so the client's retry does not duplicate data).
-    pub fn submit(&self, payload: Payload) -> Result<(), Backpressure> {
+    /// queue is full, no exporter gets it (so the client's retry does not duplicate data). The
+    /// receipt tells when disk buffers have it; a buffer may still refuse it then (full), after
+    /// the other exporters took it.
+    pub fn submit(&self, payload: Payload) -> Result<Receipt, Backpressure> {
         if payload.is_empty() {
-            return Ok(());
+            return Ok(Receipt::default());
         }
         let queues = &self.inner.queues;
         let bytes = payload.encoded_len();
-        let mut permits = Vec::with_capacity(queues.len());
+        let mut slots = Vec::with_capacity(queues.len());
         for queue in queues {
-            match queue.try_reserve(bytes) {
-                Ok(permit) => permits.push(permit),
+            let reserved = match queue {
+                ExporterQueue::Memory(q) => q.try_reserve(bytes).map(Slot::Memory),
+                ExporterQueue::Disk(s) => s.queue.try_reserve(bytes).map(|r| Slot::Disk(s, r)),
+            };
+            match reserved {
+                Ok(slot) => slots.push(slot),
                 Err(mpsc::error::TrySendError::Full(())) => {
                     return Err(Backpressure::QueueFull {
-                        exporter: queue.name.clone(),
+                        exporter: queue.name().to_owned(),
                     })
                 }
                 Err(mpsc::error::TrySendError::Closed(())) => {
@@ -329,32 +467,53 @@ impl Pipeline {
             }
         }
         let payload = Arc::new(payload);
-        for permit in permits {
-            permit.send(Arc::clone(&payload));
+        let body = self
+            .inner
+            .any_buffered
+            .then(|| Arc::new(RecordBody::encode(&payload)));
+        let mut receipt = Receipt::default();
+        for slot in slots {
+            match slot {
+                Slot::Memory(reserved) => {
+                    reserved.send(|budget| Queued::new(Arc::clone(&payload), Some(budget), None))
+                }
+                Slot::Disk(spool, reserved) => {
+                    let (reply, durable) = oneshot::channel();
+                    let body = Arc::clone(body.as_ref().expect("encoded when any is buffered"));
+                    reserved.send(|budget| WriteRequest {
+                        payload: Arc::clone(&payload),
+                        body,
+                        budget,
+                        reply,
+                    });
+                    receipt.pending.push((spool.name(), durable));
+                }
+            }
         }
         for queue in queues {
             queue.count_queued();
         }
-        Ok(())
+        Ok(receipt)
     }
 
-    /// Whether any exporter's queue is at capacity (readiness turns false).
+    /// Whether any exporter's queue is at capacity, or its disk buffer full (readiness turns
+    /// false).
     pub fn is_full(&self) -> bool {
-        self.inner.queues.iter().any(QueueHandle::is_full)
+        self.inner.queues.iter().any(ExporterQueue::is_full)
     }
 
-    /// Payloads waiting per exporter.
+    /// Payloads waiting in memory per exporter.
     pub fn queue_depths(&self) -> Vec<(String, usize)> {
         self.inner
             .queues
             .iter()
-            .map(|q| (q.name.clone(), q.depth()))
+            .map(|q| (q.name().to_owned(), q.depth()))
             .collect()
     }
 
     /// Stops accepting, lets every exporter drain its queue and flush its batches, and waits up
-    /// to `deadline`. Whatever is still undelivered then is counted as failed (`shutdown`) and
-    /// logged by its exporter.
+    /// to `deadline`. Whatever is still undelivered then stays in its disk buffer for the next
+    /// start; without one it is counted as failed (`shutdown`) and logged by its exporter.
     pub async fn shutdown(self, deadline: Duration) {
         let end = tokio::time::Instant::now() + deadline;
         self.inner.phase.send_if_modified(|phase| {
@@ -383,19 +542,42 @@ impl Pipeline {
                 }
             }
         }
-        if unfinished.is_empty() {
-            return;
+        if !unfinished.is_empty() {
+            tracing::warn!(
+                ?deadline,
+                "export shutdown deadline reached; abandoning undelivered telemetry"
+            );
+            // What is abandoned now must stay in the disk buffers.
+            for queue in &self.inner.queues {
+                if let ExporterQueue::Disk(spool) = queue {
+                    spool.freeze();
+                }
+            }
+            self.inner.phase.send_replace(Phase::Abort);
+            // Aborted workers stop at their next await point and count what they still hold.
+            for worker in unfinished.into_iter().chain(pending) {
+                log_worker_end(worker.await);
+            }
         }
-        tracing::warn!(
-            ?deadline,
-            "export shutdown deadline reached; abandoning undelivered telemetry"
-        );
-        self.inner.phase.send_replace(Phase::Abort);
-        // Aborted workers stop at their next await point and count what they still hold.
-        for worker in unfinished.into_iter().chain(pending) {
-            log_worker_end(worker.await);
+        for queue in &self.inner.queues {
+            if let ExporterQueue::Disk(spool) = queue {
+                spool.finish().await;
+            }
         }
     }
+}
+
+/// The headers `config`'s preset adds, with its API key read from the process environment or
+/// its file.
+fn preset_headers(
+    config: &ExporterConfig,
+) -> Result<crate::config::presets::PresetHeaders, ExportError> {
+    crate::config::presets::preset_headers(config, &|name| std::env::var(name).ok()).map_err(
+        |source| ExportError::Credential {
+            exporter: config.name.clone(),
+            source,
+        },
+    )
 }
 
 /// Workers (and in-flight requests) of one exporter: one for files, so lines never interleave.
@@ -585,9 +767,8 @@ mod tests {
             config.batch.timeout = Duration::from_secs(3600);
         }
         let pipeline = Pipeline::start(&configs, metrics.clone()).unwrap();
-        assert_eq!(
-            pipeline.submit(Payload::default()),
-            Ok(()),
+        assert!(
+            pipeline.submit(Payload::default()).is_ok(),
             "empty is a no-op"
         );
         for n in 0..3 {
@@ -710,7 +891,7 @@ mod tests {
         let mut accepted = 0;
         let refused = loop {
             match pipeline.submit(spans_payload("shop", [accepted])) {
-                Ok(()) => accepted += 1,
+                Ok(_) => accepted += 1,
                 Err(refused) => break refused,
             }
             assert!(accepted <= 3, "queue of 2 plus one in flight");
@@ -730,8 +911,8 @@ mod tests {
         assert_eq!(failed(&metrics, "stuck", "shutdown"), u64::from(accepted));
         assert_eq!(exported(&metrics, "stuck"), 0);
         assert_eq!(
-            other_handle.submit(spans_payload("shop", [9])),
-            Err(Backpressure::ShuttingDown)
+            other_handle.submit(spans_payload("shop", [9])).err(),
+            Some(Backpressure::ShuttingDown)
         );
     }
 

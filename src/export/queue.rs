@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, watch};
 
 use super::batch::{Batch, Batcher};
+use super::buffer::Hold;
 use super::retry::{Backoff, Disposition, SendError};
 use super::{Ack, Payload, Signal, Transport};
 use crate::admin::{Exporter, ExporterSignal, ExporterSignalReason, Metrics};
@@ -30,59 +31,111 @@ pub(crate) enum Phase {
     Abort,
 }
 
-/// A payload in a queue, holding its share of the queue's byte budget until the worker takes it.
-pub(crate) struct Queued {
-    payload: Option<Arc<Payload>>,
+/// A byte budget shared by the entries of one queue: bounds memory whatever the payload sizes.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            used: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Takes `bytes` of the budget. An entry larger than the whole budget is still taken when
+    /// nothing else holds any, so it cannot wedge the queue.
+    pub fn try_take(&self, bytes: usize) -> Option<Budgeted> {
+        let max = self.max;
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used == 0 || used + bytes <= max).then_some(used + bytes)
+            })
+            .ok()?;
+        Some(Budgeted {
+            bytes,
+            used: Arc::clone(&self.used),
+        })
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.used.load(Ordering::Relaxed) >= self.max
+    }
+}
+
+/// Bytes of a [`Budget`] held by one entry; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Budgeted {
     bytes: usize,
-    budget: Arc<AtomicUsize>,
+    used: Arc<AtomicUsize>,
+}
+
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A payload on its way to a worker.
+pub(crate) struct Queued {
+    payload: Arc<Payload>,
+    /// Its share of the queue's byte budget, until the worker takes it (the batcher bounds what
+    /// follows). `None` when it comes from a disk buffer, whose reader bounds it.
+    _budget: Option<Budgeted>,
+    /// For a payload read from a disk buffer: the record it came from.
+    hold: Option<Hold>,
 }
 
 impl Queued {
+    pub fn new(payload: Arc<Payload>, budget: Option<Budgeted>, hold: Option<Hold>) -> Self {
+        Self {
+            payload,
+            _budget: budget,
+            hold,
+        }
+    }
+
     pub fn payload(&self) -> &Payload {
-        self.payload.as_deref().expect("present until taken")
+        &self.payload
     }
 
-    /// Takes the payload out, releasing its bytes (the batcher bounds what follows).
-    pub fn into_payload(mut self) -> Payload {
-        Arc::unwrap_or_clone(self.payload.take().expect("present until taken"))
-    }
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.bytes, Ordering::Relaxed);
+    /// Takes the payload out (the budget is given back) with its record's hold.
+    pub fn into_parts(self) -> (Payload, Option<Hold>) {
+        (Arc::unwrap_or_clone(self.payload), self.hold)
     }
 }
 
-/// A slot and bytes reserved in one exporter queue; dropped unsent, both are given back.
-pub(crate) struct Reserved<'a> {
-    permit: mpsc::Permit<'a, Queued>,
-    queued: Queued,
+/// A slot and bytes reserved in one queue; dropped unsent, both are given back.
+pub(crate) struct Reserved<'a, T> {
+    permit: mpsc::Permit<'a, T>,
+    budget: Budgeted,
 }
 
-impl Reserved<'_> {
-    pub fn send(mut self, payload: Arc<Payload>) {
-        self.queued.payload = Some(payload);
-        self.permit.send(self.queued);
+impl<T> Reserved<'_, T> {
+    /// Sends the entry `make` builds around the reserved budget.
+    pub fn send(self, make: impl FnOnce(Budgeted) -> T) {
+        self.permit.send(make(self.budget));
     }
 }
 
-/// The edge's end of one exporter queue: one bounded channel per worker (shard), a payload going
+/// The edge's end of one exporter queue: one bounded channel per worker (shard), an entry going
 /// to the next shard with room, round robin; and a budget of estimated bytes across the shards,
 /// so memory stays bounded whatever the payload sizes.
-pub(crate) struct QueueHandle {
+pub(crate) struct QueueHandle<T> {
     pub name: String,
-    shards: Vec<mpsc::Sender<Queued>>,
+    shards: Vec<mpsc::Sender<T>>,
     next: AtomicUsize,
-    bytes: Arc<AtomicUsize>,
-    max_bytes: usize,
+    budget: Budget,
     depth_gauge: Gauge,
 }
 
-impl QueueHandle {
+impl<T> QueueHandle<T> {
     pub fn new(
         name: String,
-        shards: Vec<mpsc::Sender<Queued>>,
+        shards: Vec<mpsc::Sender<T>>,
         max_bytes: usize,
         metrics: &Metrics,
     ) -> Self {
@@ -96,33 +149,26 @@ impl QueueHandle {
             name,
             shards,
             next: AtomicUsize::new(0),
-            bytes: Arc::new(AtomicUsize::new(0)),
-            max_bytes,
+            budget: Budget::new(max_bytes),
             depth_gauge,
         }
     }
 
-    /// Reserves `bytes` of the budget and a slot on the next shard with room. A payload larger
-    /// than the whole budget is still taken when the queue is empty, so it cannot wedge.
-    pub fn try_reserve(&self, bytes: usize) -> Result<Reserved<'_>, mpsc::error::TrySendError<()>> {
-        let max = self.max_bytes;
-        self.bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used == 0 || used + bytes <= max).then_some(used + bytes)
-            })
-            .map_err(|_| mpsc::error::TrySendError::Full(()))?;
-        // From here the bytes are released by `Queued::drop` whatever happens.
-        let queued = Queued {
-            payload: None,
-            bytes,
-            budget: Arc::clone(&self.bytes),
-        };
+    /// Reserves `bytes` of the budget and a slot on the next shard with room.
+    pub fn try_reserve(
+        &self,
+        bytes: usize,
+    ) -> Result<Reserved<'_, T>, mpsc::error::TrySendError<()>> {
+        let budget = self
+            .budget
+            .try_take(bytes)
+            .ok_or(mpsc::error::TrySendError::Full(()))?;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.shards.len();
         let mut last = mpsc::error::TrySendError::Full(());
         for i in 0..n {
             match self.shards[(start + i) % n].try_reserve() {
-                Ok(permit) => return Ok(Reserved { permit, queued }),
+                Ok(permit) => return Ok(Reserved { permit, budget }),
                 Err(e) => last = e,
             }
         }
@@ -131,11 +177,10 @@ impl QueueHandle {
 
     /// Whether the byte budget is used up or every shard is at capacity.
     pub fn is_full(&self) -> bool {
-        self.bytes.load(Ordering::Relaxed) >= self.max_bytes
-            || self.shards.iter().all(|s| s.capacity() == 0)
+        self.budget.is_exhausted() || self.shards.iter().all(|s| s.capacity() == 0)
     }
 
-    /// Payloads waiting in the queue.
+    /// Entries waiting in the queue.
     pub fn depth(&self) -> usize {
         self.shards
             .iter()
@@ -143,7 +188,7 @@ impl QueueHandle {
             .sum()
     }
 
-    /// Counts one payload into the queue; the worker that receives it counts it out, so the
+    /// Counts one entry into the queue; the worker that receives it counts it out, so the
     /// gauge is the exporter's total depth across shards.
     pub fn count_queued(&self) {
         self.depth_gauge.inc();
@@ -228,7 +273,13 @@ pub(crate) struct Worker<T> {
     retry: RetryConfig,
     stats: [SignalStats; 3],
     depth_gauge: Gauge,
-    /// Items given up at shutdown, per signal, for one summary log line.
+    /// Fed by a disk buffer's reader: what is not delivered stays on disk, so retries go on
+    /// past `retry.max_elapsed` and nothing is lost at the shutdown deadline.
+    buffered: bool,
+    /// The destination's attribute value limit (characters), applied on the way out.
+    max_attribute_value_len: Option<usize>,
+    /// Items given up (or left in the disk buffer) at shutdown, per signal, for one summary
+    /// log line.
     abandoned: [usize; 3],
 }
 
@@ -254,6 +305,8 @@ impl<T: Transport> Worker<T> {
                     exporter: config.name.clone(),
                 })
                 .clone(),
+            buffered: config.buffer_dir.is_some(),
+            max_attribute_value_len: config.max_attribute_value_len,
             abandoned: [0; 3],
         }
     }
@@ -267,16 +320,20 @@ impl<T: Transport> Worker<T> {
             tokio::select! {
                 changed = self.phase.changed(), if !draining => {
                     // An error means the pipeline is gone; its senders are gone too, so the
-                    // queue ends after what is buffered. Either way: stop accepting, drain.
+                    // queue ends after what is buffered. Either way: stop accepting, drain. A
+                    // disk buffer's reader ends the queue itself once it has sent everything.
                     if changed.is_err() || *self.phase.borrow_and_update() != Phase::Running {
                         draining = true;
-                        self.receiver.close();
+                        if !self.buffered {
+                            self.receiver.close();
+                        }
                     }
                 }
                 received = self.receiver.recv() => match received {
-                    Some(payload) => {
+                    Some(queued) => {
                         self.depth_gauge.dec();
-                        self.batcher.push(payload.into_payload(), Instant::now(), &mut ready);
+                        let (payload, hold) = queued.into_parts();
+                        self.batcher.push(payload, hold.as_ref(), Instant::now(), &mut ready);
                     }
                     None => break,
                 },
@@ -327,7 +384,18 @@ impl<T: Transport> Worker<T> {
         }
         for signal in Signal::ALL {
             let items = self.abandoned[signal.index()];
-            if items > 0 {
+            if items == 0 {
+                continue;
+            }
+            if self.buffered {
+                tracing::info!(
+                    exporter = %self.name,
+                    signal = signal.as_str(),
+                    items,
+                    "telemetry not delivered before the shutdown deadline; kept in the disk \
+                     buffer for the next start"
+                );
+            } else {
                 tracing::warn!(
                     exporter = %self.name,
                     signal = signal.as_str(),
@@ -338,8 +406,11 @@ impl<T: Transport> Worker<T> {
         }
     }
 
+    /// Counts items abandoned at the deadline: failed, unless a disk buffer still has them.
     fn abandon_items(&mut self, signal: Signal, items: usize) {
-        self.stats[signal.index()].fail(FailReason::Shutdown, items);
+        if !self.buffered {
+            self.stats[signal.index()].fail(FailReason::Shutdown, items);
+        }
         self.abandoned[signal.index()] += items;
     }
 
@@ -347,7 +418,13 @@ impl<T: Transport> Worker<T> {
     async fn deliver(&mut self, batch: Batch) -> Result<(), Aborted> {
         let signal = batch.signal();
         let items = batch.items;
-        let prepared = match self.transport.prepare(batch.data) {
+        // The records this batch came from stay in the disk buffer until it is finished with.
+        let _holds = batch.holds;
+        let mut data = batch.data;
+        if let Some(max_chars) = self.max_attribute_value_len {
+            data.truncate_attribute_values(max_chars);
+        }
+        let prepared = match self.transport.prepare(data) {
             Ok(prepared) => prepared,
             Err(error) => {
                 self.give_up(signal, items, FailReason::PermanentError, &error);
@@ -384,7 +461,8 @@ impl<T: Transport> Worker<T> {
             };
             let ours = backoff.next_delay();
             let delay = after.unwrap_or(ours);
-            if !self.retry.enabled || started.elapsed() + delay > self.retry.max_elapsed {
+            let out_of_time = !self.buffered && started.elapsed() + delay > self.retry.max_elapsed;
+            if !self.retry.enabled || out_of_time {
                 self.give_up(signal, items, FailReason::RetriesExhausted, &error);
                 return Ok(());
             }
@@ -445,7 +523,7 @@ impl<T: Transport> Worker<T> {
 }
 
 /// Resolves when the pipeline enters [`Phase::Abort`]; never if the pipeline is gone.
-async fn wait_for_abort(phase: &mut watch::Receiver<Phase>) {
+pub(crate) async fn wait_for_abort(phase: &mut watch::Receiver<Phase>) {
     if phase.wait_for(|p| *p == Phase::Abort).await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -73,8 +73,13 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Classifies a failed OTLP/gRPC call (`otel.md` §4.6), reading `google.rpc.RetryInfo` from the
-/// status details when present.
+/// status details when present. A call that got no answer at all (the connection broke: tonic
+/// reports `UNKNOWN` with the transport error as source) is retried, like an HTTP request
+/// without a response (§4.5).
 pub fn classify_grpc_status(status: &tonic::Status) -> Disposition {
+    if status.code() == Code::Unknown && broke_in_transport(status) {
+        return Disposition::Retryable { after: None };
+    }
     let retry_delay = || {
         status
             .get_details_retry_info()
@@ -95,6 +100,18 @@ pub fn classify_grpc_status(status: &tonic::Status) -> Disposition {
         },
         _ => Disposition::Permanent,
     }
+}
+
+/// Whether the status stands for a transport failure rather than an answer from the server.
+fn broke_in_transport(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Exponential backoff with jitter: the base delay starts at `initial`, doubles per attempt and

@@ -306,7 +306,7 @@ async fn collect(
             return Ok(accepted(json_body(&body), "application/json"));
         }
         let bytes = st.read(headers, body).await?;
-        let response = st.handle_faro(&app, client_ip, headers, &bytes)?;
+        let response = st.handle_faro(&app, client_ip, headers, &bytes).await?;
         if let Some(r) = retry {
             st.faro.accepted(r, Instant::now());
         }
@@ -334,7 +334,7 @@ fn app_identity(app: &Resolved) -> &str {
 
 impl EdgeState {
     /// Decodes, correlates, converts and enqueues one Faro batch (steps 5–6 of the module docs).
-    fn handle_faro(
+    async fn handle_faro(
         &self,
         app: &Resolved,
         client_ip: Option<IpAddr>,
@@ -414,7 +414,7 @@ impl EdgeState {
             None => Vec::new(),
         };
         payload.spans.append(&mut resource_spans);
-        self.submit(payload)?;
+        self.submit(payload).await?;
         // Withheld events (sampling, consent) still count in the aggregate metrics.
         if let Some(withheld) = withheld {
             self.metrics

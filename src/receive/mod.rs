@@ -1,7 +1,8 @@
 //! The public ingest edge (axum): one listener that browsers talk to.
 //!
 //! A handler authenticates (app key, origin), enforces limits, decodes, converts and enqueues,
-//! then answers `202` — it never waits for the export. Every refusal is a documented status
+//! then answers `202` — it never waits for the export, only (with a disk buffer) for the
+//! payload to be written to it. Every refusal is a documented status
 //! with a JSON body and a counted reason (design §3).
 
 pub mod apps;
@@ -161,20 +162,24 @@ impl EdgeState {
         Ok(())
     }
 
-    /// Applies the item caps (`process::limits`) and queues the payload for export.
-    fn submit(&self, mut payload: Payload) -> Result<(), EdgeError> {
+    /// Applies the item caps (`process::limits`), enqueues for export and waits until every
+    /// disk buffer holds the payload (at once without one), so a `202` is only sent for what
+    /// the buffers keep.
+    async fn submit(&self, mut payload: Payload) -> Result<(), EdgeError> {
         let cut = ItemLimits::new(&self.config.limits).apply(&mut payload);
         if cut > 0 {
             self.metrics.attributes_dropped.inc_by(cut);
         }
-        self.pipeline.submit(payload).map_err(|e| match e {
-            Backpressure::QueueFull { .. } => EdgeError::QueueFull {
+        let refused = |e| match e {
+            Backpressure::QueueFull { .. } | Backpressure::Buffer { .. } => EdgeError::QueueFull {
                 retry_after_secs: self.config.server.retry_after_secs,
             },
             Backpressure::ShuttingDown => EdgeError::ShuttingDown {
                 retry_after_secs: self.config.server.retry_after_secs,
             },
-        })
+        };
+        let receipt = self.pipeline.submit(payload).map_err(refused)?;
+        receipt.durable().await.map_err(refused)
     }
 
     async fn read(&self, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, EdgeError> {
@@ -235,7 +240,7 @@ impl EdgeState {
         ctx.received_at_ms = now_ms();
     }
 
-    fn handle_native(
+    async fn handle_native(
         &self,
         headers: &HeaderMap,
         query: &KeyQuery,
@@ -263,7 +268,7 @@ impl EdgeState {
         let request = request_info(client_ip, headers, &app);
         let withheld = self.processor.withhold(&mut batch, &request);
         let payload = crate::convert::convert(&batch, &self.convert);
-        self.submit(payload)?;
+        self.submit(payload).await?;
         // Withheld events (sampling, consent) still count in the aggregate metrics.
         if let Some(withheld) = withheld {
             self.metrics
@@ -375,7 +380,7 @@ async fn ingest_native(
                 .authorize(Some(key), header_str(&headers, header::ORIGIN))?;
         }
         let bytes = st.read(&headers, body).await?;
-        st.handle_native(&headers, &query, &bytes, client_ip)
+        st.handle_native(&headers, &query, &bytes, client_ip).await
     }
     .await;
     st.finish("/v1/rum", &headers, result)
@@ -417,7 +422,7 @@ async fn ingest_otlp<T: otlp::OtlpRequest>(
         if let Some(d) = req.apply_privacy(&st.processor, &request) {
             st.metrics.drop_items(d.reason, d.count as u64);
         }
-        st.submit(req.into_payload())?;
+        st.submit(req.into_payload()).await?;
         st.metrics.accept(T::KIND, n as u64);
         Ok(otlp_accepted(format))
     }

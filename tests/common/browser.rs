@@ -94,7 +94,7 @@ impl Browser {
         let driver = ProcessGroup(child);
 
         let driver_url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let http = super::http_client();
         let status_url = format!("{driver_url}/status");
         let deadline = std::time::Instant::now() + WAIT;
         loop {

@@ -319,6 +319,11 @@ pub struct Rotel {
 impl Rotel {
     pub async fn start(sink: &Sink) -> Rotel {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_on(sink, grpc).await
+    }
+
+    /// Starts rotel with its OTLP/gRPC receiver on `grpc` (e.g. where a bridge already sends).
+    pub async fn start_on(sink: &Sink, grpc: SocketAddr) -> Rotel {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(rotel_binary())
             .args(["start", "--otlp-grpc-endpoint", &grpc.to_string()])
@@ -344,6 +349,37 @@ impl Rotel {
             _proc: proc,
         }
     }
+
+    /// Stops rotel with SIGTERM (it flushes what it accepted to the sink) and waits for it.
+    pub async fn terminate(mut self) {
+        terminate(&mut self._proc.child, "rotel").await;
+    }
+}
+
+/// Sends SIGTERM to `child` and waits (bounded) until it has exited.
+pub async fn terminate(child: &mut Child, what: &str) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {what}");
+    poll(&format!("{what} to exit"), WAIT, || {
+        child.try_wait().ok().flatten()
+    })
+    .await;
+}
+
+/// An HTTP client for talking to the bridge. reqwest is built without a bundled crypto provider
+/// (the bridge configures rustls with ring itself), so one is installed for the test process.
+pub fn http_client() -> reqwest::Client {
+    install_tls_provider();
+    reqwest::Client::new()
+}
+
+/// reqwest is built without a bundled TLS provider (the daemon picks ring): every client made
+/// in a test needs this first.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The daemon under test: `RUM_BRIDGE_BIN` when set (`scripts/test.sh` points it at the
@@ -395,7 +431,7 @@ impl Bridge {
             child,
             name: "rum-bridge",
         };
-        let client = reqwest::Client::new();
+        let client = http_client();
         let url = format!("http://{admin}/readyz");
         let deadline = Instant::now() + WAIT;
         loop {
@@ -418,6 +454,19 @@ impl Bridge {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.ingest, path)
+    }
+
+    /// Sends `examples/beacons/page-load.json` the way `navigator.sendBeacon` does.
+    pub async fn send_page_load(&self) -> reqwest::Response {
+        let beacon = std::fs::read(repo_root().join("examples/beacons/page-load.json")).unwrap();
+        self.client
+            .post(self.url("/v1/rum"))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("origin", "https://shop.example.com")
+            .body(beacon)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The admin `/metrics` text.
