@@ -535,7 +535,8 @@ async fn full_disk_buffer_refuses_at_the_edge_then_recovers() {
             .client
             .post(&url)
             .header("content-type", "application/json")
-            .body(padded_spans_json(accepted * 10..accepted * 10 + 10, 10_000))
+            // 10 spans of 4 000 characters (under limits.max_attribute_value_len): ~40 kB.
+            .body(padded_spans_json(accepted * 10..accepted * 10 + 10, 4_000))
             .send()
             .await
             .unwrap();
@@ -543,7 +544,7 @@ async fn full_disk_buffer_refuses_at_the_edge_then_recovers() {
             break response;
         }
         accepted += 1;
-        assert!(accepted <= 20, "1 MiB holds about ten requests of 100 kB");
+        assert!(accepted <= 40, "1 MiB holds about 25 requests of 40 kB");
     };
     assert_eq!(refusal.status(), 503);
     assert!(refusal.headers().contains_key("retry-after"));
