@@ -10,4 +10,6 @@ node --test loader/test/*.test.mjs
 # Whole-daemon tests (floods, gzip bombs, correlation...) run against the release binary.
 scripts/build-release.sh --bin rum-bridge
 export RUM_BRIDGE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rum-bridge"
+# The demo backend the browser test drives (`cargo test` builds examples only as test harnesses).
+cargo build --locked --example demo-shop
 cargo test --all-targets --locked "$@"
