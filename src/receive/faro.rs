@@ -422,24 +422,7 @@ impl EdgeState {
             batch.events.extend(withheld.events);
         }
 
-        for event in &batch.events {
-            self.metrics.accept(event.kind(), 1);
-        }
-        self.metrics.accept("span", span_count as u64);
-        for r in &batch.rejected {
-            self.metrics.reject(r.reason);
-        }
-        let details: Vec<&str> = batch
-            .rejected
-            .iter()
-            .take(20)
-            .map(|r| r.detail.as_str())
-            .collect();
-        let body = serde_json::json!({
-            "accepted": batch.events.len() + span_count,
-            "rejected": batch.rejected.len(),
-            "errors": details,
-        });
+        let answer = self.count_and_answer(&batch, span_count);
         if let Some(agg) = &self.aggregator {
             let page_span = crate::convert::page_span(&batch.context, self.convert.page_load);
             // The CLIENT spans feed the HTTP histogram; they were exported as spans already.
@@ -448,7 +431,7 @@ impl EdgeState {
                 .extend(calls.into_iter().map(RumEvent::HttpCall));
             agg.record_batch_with_page_span(&batch, Some(page_span));
         }
-        Ok(accepted(json_body(&body), "application/json"))
+        Ok(answer)
     }
 
     /// Ties a batch to its page view (see [`memory`]): a navigation is remembered for its

@@ -279,8 +279,17 @@ impl EdgeState {
             let page_span = crate::convert::page_span(&batch.context, self.convert.page_load);
             agg.record_batch_with_page_span(&batch, Some(page_span));
         }
+        Ok(self.count_and_answer(&batch, 0))
+    }
+
+    /// Counts a decoded batch's accepted events (plus `spans` passed through) and rejected
+    /// items, and answers `202` with `{"accepted", "rejected", "errors"}` (the first 20).
+    fn count_and_answer(&self, batch: &RumBatch, spans: usize) -> Response {
         for event in &batch.events {
             self.metrics.accept(event.kind(), 1);
+        }
+        if spans > 0 {
+            self.metrics.accept("span", spans as u64);
         }
         for r in &batch.rejected {
             self.metrics.reject(r.reason);
@@ -292,11 +301,11 @@ impl EdgeState {
             .map(|r| r.detail.as_str())
             .collect();
         let body = serde_json::json!({
-            "accepted": batch.events.len(),
+            "accepted": batch.events.len() + spans,
             "rejected": batch.rejected.len(),
             "errors": details,
         });
-        Ok(accepted(error::json_body(&body), "application/json"))
+        accepted(error::json_body(&body), "application/json")
     }
 
     fn enrichment<'a>(&'a self, app: &'a Resolved, headers: &'a HeaderMap) -> otlp::Enrichment<'a> {
