@@ -497,11 +497,7 @@ async fn throttling_collector_retry_after_is_honoured_memory_bounded_edge_503_th
         (throttle.spans.lock().unwrap().len() == accepted as usize * 5).then_some(())
     })
     .await;
-    let deadline = Instant::now() + WAIT;
-    while readyz(&bridge).await != 200 {
-        assert!(Instant::now() < deadline, "ready again once drained");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_ready(&bridge, "ready again once drained").await;
     assert_eq!(send_spans(&bridge.client, &url, 1000..1005).await, 202);
 }
 
@@ -559,11 +555,16 @@ async fn full_disk_buffer_refuses_at_the_edge_then_recovers() {
 
     let _rotel = Rotel::start_on(&sink, collector.release()).await;
     all_arrive(&sink, &expected(0..accepted * 10)).await;
-    let deadline = Instant::now() + WAIT;
-    while readyz(&bridge).await != 200 {
-        assert!(Instant::now() < deadline, "ready again once delivered");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_ready(&bridge, "ready again once delivered").await;
     assert_eq!(send_spans(&bridge.client, &url, 5000..5005).await, 202);
     all_arrive(&sink, &expected(5000..5005)).await;
+}
+
+/// Polls `/readyz` until it answers 200, at most `WAIT`.
+async fn wait_ready(bridge: &Bridge, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while readyz(bridge).await != 200 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
