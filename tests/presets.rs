@@ -98,7 +98,21 @@ async fn exchange(bridge: &Bridge, log: &Log) -> (Received, Received) {
     poll("a traces and a metrics request", WAIT, || {
         let log = log.lock().unwrap();
         let with = |suffix: &str| log.iter().find(|r| r.path.ends_with(suffix)).cloned();
-        Some((with("/v1/traces")?, with("/v1/metrics")?))
+        // The page load may travel in its own request: wait for the one with the long span.
+        let long = log
+            .iter()
+            .find(|r| {
+                r.path.ends_with("/v1/traces") && {
+                    let request: ExportTraceServiceRequest = r.decoded();
+                    request
+                        .resource_spans
+                        .iter()
+                        .flat_map(|r| &r.scope_spans)
+                        .any(|s| s.spans.iter().any(|s| s.name == "long"))
+                }
+            })
+            .cloned();
+        Some((long?, with("/v1/metrics")?))
     })
     .await
 }
