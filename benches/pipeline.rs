@@ -1,6 +1,6 @@
 //! Hot-path benchmarks: decode + convert of a native page-load beacon, and decode + prepare of
 //! the captured OpenTelemetry JS page load (OTLP/JSON), then protobuf encoding as the exporter
-//! does. Targets live in ../shared/spec/performance.md (decode + convert ≤ 100 µs per beacon).
+//! does. Targets: docs/performance.md (decode + convert ≤ 100 µs per beacon).
 
 use std::hint::black_box;
 
@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use rum_bridge::config::{Config, LimitsConfig};
 use rum_bridge::convert::{convert, ConvertOptions};
+use rum_bridge::process::otlp::{prepare_traces, Enrichment};
 use rum_bridge::receive::body::BodyFormat;
 use rum_bridge::receive::{native, otlp};
 
@@ -53,9 +54,9 @@ fn otlp_json_page_load(c: &mut Criterion) {
         b.iter(|| {
             let mut req: ExportTraceServiceRequest =
                 otlp::decode(black_box(&body), BodyFormat::Json).unwrap();
-            otlp::prepare_traces(
+            prepare_traces(
                 &mut req,
-                &otlp::Enrichment {
+                &Enrichment {
                     user_agent: Some("Mozilla/5.0"),
                     ..Default::default()
                 },

@@ -1,4 +1,5 @@
-//! Wiring: builds the pipeline from the config, serves the ingest and admin listeners, and shuts
+//! Wiring: builds the exporters, the metrics aggregator, the processing rules and the
+//! pipeline from the config, serves the ingest and admin listeners, and shuts
 //! down in stages (stop accepting → flush metrics → drain exporters under a deadline).
 
 use std::future::IntoFuture;
@@ -12,10 +13,10 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState, Metrics, Readiness};
 use crate::config::{Config, Protocol};
 use crate::convert::metrics::{bridge_resource, MetricsAggregator};
-use crate::convert::ConvertOptions;
-use crate::export::Pipeline;
+use crate::export::Exporters;
+use crate::pipeline::Ingest;
 use crate::process::Processor;
-use crate::receive::{self, apps::AppRegistry, rate_limit::RateLimits, EdgeState};
+use crate::receive::{self, EdgeState};
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +35,9 @@ pub enum RunError {
     Serve(#[from] std::io::Error),
 }
 
-struct PipelineReadiness(Pipeline);
+struct ExportersReadiness(Exporters);
 
-impl Readiness for PipelineReadiness {
+impl Readiness for ExportersReadiness {
     fn ready(&self) -> Result<(), String> {
         if self.0.is_full() {
             Err("export queue full".into())
@@ -59,7 +60,7 @@ pub async fn run_until(
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let processor = Processor::new(&config, &metrics)?;
-    let pipeline = Pipeline::start(&config.exporters, metrics.clone())?;
+    let exporters = Exporters::start(&config.exporters, metrics.clone())?;
     for e in &config.exporters {
         match e.protocol {
             Protocol::File => tracing::info!(
@@ -94,11 +95,11 @@ pub async fn run_until(
         ))
     });
     let flusher = aggregator.as_ref().map(|agg| {
-        let pipeline = pipeline.clone();
+        let exporters = exporters.clone();
         let metrics = metrics.clone();
         agg.clone().spawn_flusher(
             config.metrics.interval,
-            move |payload| match pipeline.submit(payload) {
+            move |payload| match exporters.submit(payload) {
                 Ok(receipt) => {
                     // A disk buffer may still refuse it (full): counted like a full queue.
                     let metrics = metrics.clone();
@@ -119,27 +120,23 @@ pub async fn run_until(
     });
 
     let shutting_down = Arc::new(AtomicBool::new(false));
-    let edge = Arc::new(EdgeState {
-        apps: AppRegistry::new(&config.apps),
-        pipeline: pipeline.clone(),
-        metrics: metrics.clone(),
-        aggregator,
-        convert: ConvertOptions::from(config.as_ref()),
+    let ingest = Ingest::new(
+        &config,
         processor,
-        rate_limits: RateLimits::new(&config.rate_limits),
-        shutting_down: shutting_down.clone(),
-        resource_attributes: config
-            .resource_attributes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        faro: Default::default(),
-        config: config.clone(),
-    });
+        exporters.clone(),
+        aggregator,
+        metrics.clone(),
+    );
+    let edge = Arc::new(EdgeState::new(
+        config.clone(),
+        ingest,
+        metrics.clone(),
+        shutting_down.clone(),
+    )?);
     let admin_state = AdminState {
         metrics: metrics.clone(),
         shutting_down: shutting_down.clone(),
-        readiness: Arc::new(PipelineReadiness(pipeline.clone())),
+        readiness: Arc::new(ExportersReadiness(exporters.clone())),
     };
 
     let listen = config.server.listen;
@@ -191,7 +188,7 @@ pub async fn run_until(
     if let Some(f) = flusher {
         let _ = f.await;
     }
-    pipeline.shutdown(config.server.shutdown_timeout).await;
+    exporters.shutdown(config.server.shutdown_timeout).await;
     let _ = admin_task.await;
     tracing::info!("rum-bridge stopped");
     Ok(())

@@ -14,9 +14,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use rum_bridge::admin::Metrics;
 use rum_bridge::config::{Config, FaroCompat, LimitsConfig};
 use rum_bridge::convert::{convert, faro_contrib, ConvertOptions};
-use rum_bridge::export::Payload;
+use rum_bridge::handoff::Payload;
 use rum_bridge::model::trace_context::{parse_server_timing, TraceContext};
 use rum_bridge::process::limits::ItemLimits;
+use rum_bridge::process::otlp::normalize_span;
 use rum_bridge::process::{Processor, RequestInfo};
 use rum_bridge::receive::body::{gunzip_limited, BodyFormat};
 use rum_bridge::receive::{faro, native, otlp};
@@ -102,7 +103,7 @@ fn otlp(data: &[u8], format: BodyFormat) {
     if let Ok(mut req) = otlp::decode::<ExportTraceServiceRequest>(data, format) {
         for rs in &mut req.resource_spans {
             for span in rs.scope_spans.iter_mut().flat_map(|s| &mut s.spans) {
-                otlp::normalize_span(span);
+                normalize_span(span);
             }
         }
         s.processor

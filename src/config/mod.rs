@@ -335,8 +335,9 @@ pub struct ExporterConfig {
     /// Honeycomb: the dataset of metrics (`x-honeycomb-dataset`, on metrics requests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
-    /// Longest string attribute value (characters) sent to this destination; longer ones are
-    /// truncated on the way out. Unset: as accepted.
+    /// Longest string attribute value (UTF-8 bytes, cut on a character boundary, so also
+    /// within as many characters) sent to this destination; longer ones are truncated on the
+    /// way out. Unset: as accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attribute_value_len: Option<usize>,
     /// Base endpoint (`http://host:4317` for gRPC, `http://host:4318` for HTTP; `/v1/<signal>`
@@ -863,6 +864,15 @@ pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
         Some(host) if !host.is_empty() => Ok(()),
         _ => Err(format!("invalid URL {url:?}: no host")),
     }
+}
+
+/// Parses a trusted-proxy entry: a CIDR (`10.0.0.0/8`) or a single address.
+pub fn parse_proxy(entry: &str) -> Result<ipnet::IpNet, String> {
+    let entry = entry.trim();
+    entry
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{entry:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ fn server(config: &Config, p: &mut Problems) {
         );
     }
     for (i, proxy) in config.server.trusted_proxies.iter().enumerate() {
-        if let Err(message) = crate::process::client_ip::parse_proxy(proxy) {
+        if let Err(message) = super::parse_proxy(proxy) {
             p.add(format!("server.trusted_proxies[{i}]"), message);
         }
     }

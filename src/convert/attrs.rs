@@ -5,82 +5,23 @@
 //! reject NaN/±Inf), and no duplicate keys (the first value written for a key wins, so the
 //! bridge's own semconv attributes are never overridden by client-supplied ones).
 
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, ArrayValue, KeyValue};
 
 use crate::model::AttrValue;
 
-/// Cuts `s` to at most `max_len` bytes without splitting a UTF-8 character.
-/// `max_len == 0` means "no limit".
-pub fn truncate_str(s: &str, max_len: usize) -> &str {
-    if max_len == 0 || s.len() <= max_len {
-        return s;
-    }
-    let mut end = max_len;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub use crate::handoff::attributes::truncate_str;
+pub use crate::model::otlp::{any_string, find, has_key, kv};
 
 /// Truncates an owned string in place (no reallocation).
 pub fn truncate_string(mut s: String, max_len: usize) -> String {
-    let keep = truncate_str(&s, max_len).len();
-    s.truncate(keep);
+    crate::handoff::attributes::truncate_string(&mut s, max_len);
     s
 }
 
-/// A string `AnyValue`.
-pub fn any_string(s: String) -> AnyValue {
-    AnyValue {
-        value: Some(Value::StringValue(s)),
-    }
-}
-
-/// Builds `KeyValue` from a key and a value.
-pub fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
-
-/// Truncates every string value (also inside arrays) of an attribute list in place.
+/// Truncates every string value (also inside arrays and maps) of an attribute list in place,
+/// by the one rule of [`crate::handoff::attributes`].
 pub fn truncate_values(attrs: &mut [KeyValue], max_len: usize) {
-    fn walk(v: &mut AnyValue, max_len: usize) {
-        match &mut v.value {
-            Some(Value::StringValue(s)) => {
-                let keep = truncate_str(s, max_len).len();
-                s.truncate(keep);
-            }
-            Some(Value::ArrayValue(a)) => a.values.iter_mut().for_each(|v| walk(v, max_len)),
-            Some(Value::KvlistValue(l)) => l
-                .values
-                .iter_mut()
-                .filter_map(|kv| kv.value.as_mut())
-                .for_each(|v| walk(v, max_len)),
-            _ => {}
-        }
-    }
-    if max_len == 0 {
-        return;
-    }
-    for v in attrs.iter_mut().filter_map(|kv| kv.value.as_mut()) {
-        walk(v, max_len);
-    }
-}
-
-/// The value of `key` in `attrs`, if set.
-pub fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-}
-
-/// Whether `attrs` already holds `key`.
-pub fn has_key(attrs: &[KeyValue], key: &str) -> bool {
-    attrs.iter().any(|kv| kv.key == key)
+    crate::handoff::attributes::AttributeCaps::values_only(max_len).values(attrs);
 }
 
 /// An attribute list under construction, with the value-length limit applied on insert.

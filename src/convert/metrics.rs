@@ -66,7 +66,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{MetricsConfig, Temporality};
-use crate::export::Payload;
+use crate::handoff::Payload;
 use crate::model::{AttrValue, PageContext, RumBatch, RumEvent, SpanRef, VitalName};
 use crate::process::url::UrlRules;
 

@@ -30,6 +30,7 @@
 //! boundary, `0` = no limit); non-finite numbers are dropped.
 
 pub mod attrs;
+pub mod embedded;
 pub mod faro_contrib;
 pub mod ids;
 pub mod logs;
@@ -42,21 +43,15 @@ use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
 use crate::config::{Config, LimitsConfig, PageLoadCorrelation};
-use crate::export::Payload;
+use crate::handoff::Payload;
 use crate::model::{PageContext, RumBatch, RumEvent};
 use attrs::AttrList;
 pub use ids::{page_span, PageSpan};
 
-/// `session.id` (semconv).
-pub const ATTR_SESSION_ID: &str = "session.id";
-/// The page-view id (bridge-defined; semconv has no page-view attribute yet).
-pub const ATTR_PAGE_VIEW_ID: &str = "browser.page_view.id";
-/// The URL of the page (semconv `browser.document` entity).
-pub const ATTR_DOCUMENT_URL: &str = "browser.document.url.full";
-/// `user.id` (semconv).
-pub const ATTR_USER_ID: &str = "user.id";
-/// Clock-skew correction applied to the browser's times, in ms (bridge-defined).
-pub const ATTR_CLOCK_SKEW_MS: &str = "rum.clock_skew_ms";
+pub use crate::model::semconv::{
+    CLOCK_SKEW_MS as ATTR_CLOCK_SKEW_MS, DOCUMENT_URL as ATTR_DOCUMENT_URL,
+    PAGE_VIEW_ID as ATTR_PAGE_VIEW_ID, SESSION_ID as ATTR_SESSION_ID, USER_ID as ATTR_USER_ID,
+};
 
 /// Instrumentation scope name of everything the bridge converts.
 pub const SCOPE_NAME: &str = "rum-bridge";

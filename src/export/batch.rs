@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -21,8 +20,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 use super::buffer::Hold;
-use super::{metric_points, Payload, Signal};
 use crate::config::BatchConfig;
+use crate::handoff::attributes::AttributeCaps;
+use crate::handoff::{metric_points, Payload, Signal};
 
 /// One export request's worth of one signal.
 #[derive(Debug, Clone)]
@@ -43,110 +43,17 @@ pub enum BatchData {
 }
 
 impl BatchData {
-    /// Cuts every string attribute value (also inside arrays and maps) longer than `max_chars`
-    /// characters down to that, for destinations with a value limit; returns how many were cut.
-    pub fn truncate_attribute_values(&mut self, max_chars: usize) -> usize {
-        let mut cut = 0;
-        let mut attrs = |list: &mut Vec<KeyValue>| {
-            for kv in list {
-                if let Some(value) = &mut kv.value {
-                    cut += truncate_value(value, max_chars);
-                }
-            }
+    /// Cuts every string attribute value (also inside arrays and maps, and log bodies) longer
+    /// than `max_len` bytes down to that on a character boundary, for destinations with a
+    /// value limit ([`AttributeCaps::values_only`]); returns how many were cut.
+    pub fn truncate_attribute_values(&mut self, max_len: usize) -> usize {
+        let caps = AttributeCaps::values_only(max_len);
+        let cut = match self {
+            BatchData::Traces(entries) => caps.spans(entries),
+            BatchData::Logs(entries) => caps.logs(entries),
+            BatchData::Metrics(entries) => caps.metrics(entries),
         };
-        match self {
-            BatchData::Traces(entries) => {
-                for entry in entries {
-                    if let Some(resource) = &mut entry.resource {
-                        attrs(&mut resource.attributes);
-                    }
-                    for scope in &mut entry.scope_spans {
-                        if let Some(s) = &mut scope.scope {
-                            attrs(&mut s.attributes);
-                        }
-                        for span in &mut scope.spans {
-                            attrs(&mut span.attributes);
-                            for event in &mut span.events {
-                                attrs(&mut event.attributes);
-                            }
-                            for link in &mut span.links {
-                                attrs(&mut link.attributes);
-                            }
-                        }
-                    }
-                }
-            }
-            BatchData::Logs(entries) => {
-                for entry in entries {
-                    if let Some(resource) = &mut entry.resource {
-                        attrs(&mut resource.attributes);
-                    }
-                    for scope in &mut entry.scope_logs {
-                        if let Some(s) = &mut scope.scope {
-                            attrs(&mut s.attributes);
-                        }
-                        for record in &mut scope.log_records {
-                            attrs(&mut record.attributes);
-                        }
-                    }
-                }
-            }
-            BatchData::Metrics(entries) => {
-                for entry in entries {
-                    if let Some(resource) = &mut entry.resource {
-                        attrs(&mut resource.attributes);
-                    }
-                    for scope in &mut entry.scope_metrics {
-                        if let Some(s) = &mut scope.scope {
-                            attrs(&mut s.attributes);
-                        }
-                        for metric in &mut scope.metrics {
-                            for_each_point_attributes(metric, &mut attrs);
-                        }
-                    }
-                }
-            }
-        }
-        cut
-    }
-}
-
-/// Calls `f` on the attributes of every data point of `metric`.
-fn for_each_point_attributes(metric: &mut Metric, f: &mut impl FnMut(&mut Vec<KeyValue>)) {
-    match &mut metric.data {
-        Some(Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        Some(Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        Some(Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        Some(Data::ExponentialHistogram(h)) => {
-            h.data_points.iter_mut().for_each(|p| f(&mut p.attributes))
-        }
-        Some(Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| f(&mut p.attributes)),
-        None => {}
-    }
-}
-
-/// Truncates string values in `value` to `max_chars` characters; returns how many it cut.
-fn truncate_value(value: &mut AnyValue, max_chars: usize) -> usize {
-    match &mut value.value {
-        Some(any_value::Value::StringValue(s)) => match s.char_indices().nth(max_chars) {
-            Some((at, _)) => {
-                s.truncate(at);
-                1
-            }
-            None => 0,
-        },
-        Some(any_value::Value::ArrayValue(array)) => array
-            .values
-            .iter_mut()
-            .map(|v| truncate_value(v, max_chars))
-            .sum(),
-        Some(any_value::Value::KvlistValue(list)) => list
-            .values
-            .iter_mut()
-            .filter_map(|kv| kv.value.as_mut())
-            .map(|v| truncate_value(v, max_chars))
-            .sum(),
-        _ => 0,
+        usize::try_from(cut.truncated).unwrap_or(usize::MAX)
     }
 }
 
@@ -735,9 +642,10 @@ pub(crate) mod tests {
             },
             _ => unreachable!(),
         };
-        assert_eq!(text(0), "éééé");
+        // One rule with the edge caps: bytes, cut on a character boundary.
+        assert_eq!(text(0), "éé");
         assert_eq!(text(1), "ok");
-        assert_eq!(text(2), "éééé");
+        assert_eq!(text(2), "éé");
         assert_eq!(data.truncate_attribute_values(4), 0, "nothing left to cut");
     }
 

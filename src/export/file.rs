@@ -14,8 +14,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::batch::BatchData;
 use super::retry::SendError;
-use super::{Ack, ExportError, Signal, Transport};
+use super::{Ack, ExportError, Transport};
 use crate::config::ExporterConfig;
+use crate::handoff::Signal;
 
 /// Appends OTLP-JSON lines to one file per signal.
 pub struct FileTransport {

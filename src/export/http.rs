@@ -25,8 +25,9 @@ use reqwest::Url;
 
 use super::batch::BatchData;
 use super::retry::{classify_http_status, parse_retry_after, HttpClass, SendError};
-use super::{Ack, ExportError, Signal, Transport};
+use super::{Ack, ExportError, Transport};
 use crate::config::{Compression, ExporterConfig, Protocol};
+use crate::handoff::Signal;
 
 /// Default OTLP/HTTP endpoint (`otel.md` §4.7).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";

@@ -1,8 +1,9 @@
 //! Export: bounded queues, durable disk buffers, batching, OTLP transports and retries.
 //!
-//! The edge hands each accepted request's telemetry to [`Pipeline::submit`], which never waits:
-//! it places the payload on every exporter's bounded queue or reports that a queue is full (the
-//! edge turns that into `503` + `Retry-After`). Each exporter has its own queue and tasks (fan-out:
+//! The pipeline hands each accepted request's telemetry ([`Payload`], from `handoff`) to
+//! [`Exporters::submit`], which never waits: it places the payload on every exporter's bounded
+//! queue or reports that a queue is full (the edge turns that into `503` + `Retry-After`). This
+//! stage knows only payloads, never the RUM model or the HTTP edge. Each exporter has its own queue and tasks (fan-out:
 //! a slow destination fills only its own queue): batch by count, bytes and time, grouped by
 //! resource; send over OTLP gRPC, HTTP/protobuf, HTTP/JSON or to OTLP-JSON files; retry per the
 //! OTLP spec. An exporter with a `buffer_dir` first writes each payload to its disk buffer
@@ -28,16 +29,13 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
-use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::Metrics;
 use crate::config::{ExporterConfig, Protocol};
+use crate::handoff::{Backpressure, Payload, Receipt};
 use batch::BatchData;
-pub use buffer::Refusal;
 use buffer::{RecordBody, SpoolHandle, WriteRequest};
 use queue::{Phase, QueueHandle, Queued, Worker};
 use retry::SendError;
@@ -45,98 +43,6 @@ use retry::SendError;
 /// Queue slots per worker of a buffered exporter: its queue is on disk, so a few payloads in
 /// memory keep the workers busy.
 const BUFFERED_SHARD_CAPACITY: usize = 16;
-
-/// Telemetry produced from one accepted request (or one metrics flush).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Payload {
-    pub spans: Vec<ResourceSpans>,
-    pub logs: Vec<ResourceLogs>,
-    pub metrics: Vec<ResourceMetrics>,
-}
-
-impl Payload {
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty() && self.logs.is_empty() && self.metrics.is_empty()
-    }
-
-    /// Protobuf-encoded size: the estimate a queue's byte budget counts.
-    pub fn encoded_len(&self) -> usize {
-        use prost::Message;
-        self.spans.iter().map(Message::encoded_len).sum::<usize>()
-            + self.logs.iter().map(Message::encoded_len).sum::<usize>()
-            + self.metrics.iter().map(Message::encoded_len).sum::<usize>()
-    }
-
-    /// Number of spans, log records and metric data points, for accounting.
-    pub fn counts(&self) -> ItemCounts {
-        ItemCounts {
-            spans: self
-                .spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum(),
-            logs: self
-                .logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum(),
-            metric_points: self
-                .metrics
-                .iter()
-                .flat_map(|r| &r.scope_metrics)
-                .flat_map(|s| &s.metrics)
-                .map(metric_points)
-                .sum(),
-        }
-    }
-}
-
-/// Items in a payload, by signal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ItemCounts {
-    pub spans: usize,
-    pub logs: usize,
-    pub metric_points: usize,
-}
-
-pub(crate) fn metric_points(m: &opentelemetry_proto::tonic::metrics::v1::Metric) -> usize {
-    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-    match &m.data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }
-}
-
-/// The three OTLP signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Signal {
-    Traces,
-    Logs,
-    Metrics,
-}
-
-impl Signal {
-    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
-
-    /// Label value in metrics and logs; also the OTLP/HTTP path suffix and file name stem.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Logs => "logs",
-            Signal::Metrics => "metrics",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// Why the export pipeline cannot start with the given configuration.
 #[derive(Debug, thiserror::Error)]
@@ -184,49 +90,6 @@ pub enum ExportError {
         exporter: String,
         source: crate::config::presets::CredentialError,
     },
-}
-
-/// Why [`Pipeline::submit`] (or its [`Receipt`]) refused a payload; the edge answers `503` with
-/// `Retry-After`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Backpressure {
-    #[error("export queue of {exporter:?} is full")]
-    QueueFull { exporter: String },
-    #[error("disk buffer of {exporter:?}: {refusal}")]
-    Buffer { exporter: String, refusal: Refusal },
-    #[error("export pipeline is shutting down")]
-    ShuttingDown,
-}
-
-/// Tells when a submitted payload is durable in every disk buffer (immediately without one).
-/// Dropping it does not cancel anything.
-#[derive(Debug, Default)]
-pub struct Receipt {
-    /// Per buffered exporter: its name and the writer's answer.
-    pending: Vec<(Arc<str>, Durable)>,
-}
-
-type Durable = oneshot::Receiver<Result<(), Refusal>>;
-
-impl Receipt {
-    /// Waits until every buffered exporter has written the payload (and synced it, with
-    /// `buffer_sync = "always"`). An error means a buffer did not keep it; the client should
-    /// send it again.
-    pub async fn durable(self) -> Result<(), Backpressure> {
-        for (exporter, reply) in self.pending {
-            match reply.await {
-                Ok(Ok(())) => {}
-                Ok(Err(refusal)) => {
-                    return Err(Backpressure::Buffer {
-                        exporter: exporter.to_string(),
-                        refusal,
-                    })
-                }
-                Err(_) => return Err(Backpressure::ShuttingDown),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What the destination said about a request it accepted (OTLP `partial_success`).
@@ -281,7 +144,7 @@ pub(crate) trait Transport: Send + 'static {
 /// The export stage: one bounded queue and one task per exporter (fan-out), so a slow
 /// destination fills only its own queue. Cheap to clone.
 #[derive(Clone)]
-pub struct Pipeline {
+pub struct Exporters {
     inner: Arc<Inner>,
 }
 
@@ -338,13 +201,13 @@ enum Slot<'a> {
     Disk(&'a SpoolHandle, queue::Reserved<'a, WriteRequest>),
 }
 
-impl Pipeline {
+impl Exporters {
     /// Validates the exporters and spawns their tasks. Must be called inside a tokio runtime.
     /// gRPC channels connect lazily, so this succeeds while the collector is down.
     pub fn start(
         exporters: &[ExporterConfig],
         metrics: Arc<Metrics>,
-    ) -> Result<Pipeline, ExportError> {
+    ) -> Result<Exporters, ExportError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ExportError::NoRuntime);
         }
@@ -428,7 +291,7 @@ impl Pipeline {
             queues.push(queue);
         }
         let any_buffered = queues.iter().any(|q| matches!(q, ExporterQueue::Disk(_)));
-        Ok(Pipeline {
+        Ok(Exporters {
             inner: Arc::new(Inner {
                 queues,
                 any_buffered,
@@ -486,7 +349,7 @@ impl Pipeline {
                         budget,
                         reply,
                     });
-                    receipt.pending.push((spool.name(), durable));
+                    receipt.wait_for(spool.name(), durable);
                 }
             }
         }
@@ -734,19 +597,19 @@ mod tests {
     async fn rejects_bad_configs() {
         let metrics = Arc::new(Metrics::new());
         assert!(matches!(
-            Pipeline::start(&[], metrics.clone()),
+            Exporters::start(&[], metrics.clone()),
             Err(ExportError::NoExporters)
         ));
         let dir = tempfile::tempdir().unwrap();
         let twice = [file_config("a", dir.path()), file_config("a", dir.path())];
         assert!(matches!(
-            Pipeline::start(&twice, metrics.clone()),
+            Exporters::start(&twice, metrics.clone()),
             Err(ExportError::DuplicateName { .. })
         ));
         let mut zero = file_config("a", dir.path());
         zero.queue.capacity = 0;
         assert!(matches!(
-            Pipeline::start(&[zero], metrics),
+            Exporters::start(&[zero], metrics),
             Err(ExportError::InvalidLimit {
                 setting: "queue.capacity",
                 ..
@@ -766,7 +629,7 @@ mod tests {
             // Nothing would be flushed before shutdown on its own.
             config.batch.timeout = Duration::from_secs(3600);
         }
-        let pipeline = Pipeline::start(&configs, metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&configs, metrics.clone()).unwrap();
         assert!(
             pipeline.submit(Payload::default()).is_ok(),
             "empty is a no-op"
@@ -799,7 +662,7 @@ mod tests {
         config.queue.concurrency = 3;
         config.batch.max_items = 1;
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
         let mut accepted = 0u8;
         while pipeline.submit(spans_payload("shop", [accepted])).is_ok() {
             accepted += 1;
@@ -841,7 +704,7 @@ mod tests {
         config.queue.max_bytes = 2 * one;
         config.batch.max_items = 1;
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
         let mut accepted = 0u8;
         while pipeline.submit(spans_payload("shop", [accepted])).is_ok() {
             accepted += 1;
@@ -867,7 +730,7 @@ mod tests {
         config.path = Some(dir.path().to_owned());
         config.queue.max_bytes = 1;
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
         pipeline.submit(spans_payload("shop", [1, 2, 3])).unwrap();
         wait_until(|| exported(&metrics, "big") == 3).await;
         pipeline.submit(spans_payload("shop", [4])).unwrap();
@@ -886,7 +749,7 @@ mod tests {
         config.queue.concurrency = 1;
         config.batch.max_items = 1;
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
 
         let mut accepted = 0;
         let refused = loop {
@@ -928,7 +791,7 @@ mod tests {
         config.endpoint = Some(endpoint);
         fast_retries(&mut config);
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
 
         pipeline.submit(spans_payload("shop", 0..3)).unwrap();
         wait_until(|| exported(&metrics, "collector") == 3).await;
@@ -961,7 +824,7 @@ mod tests {
         fast_retries(&mut config);
         config.retry.max_elapsed = Duration::from_millis(400);
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
         pipeline.submit(spans_payload("shop", 0..2)).unwrap();
         wait_until(|| failed(&metrics, "collector", "retries_exhausted") == 2).await;
         assert!(server.requests.lock().unwrap().len() >= 2);
@@ -980,7 +843,7 @@ mod tests {
         let mut config = grpc_config(&endpoint);
         fast_retries(&mut config);
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+        let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
         pipeline.submit(spans_payload("shop", 0..4)).unwrap();
         wait_until(|| exported(&metrics, "collector") == 4).await;
         assert_eq!(retries(&metrics, "collector"), 1);

@@ -17,9 +17,10 @@ use tokio::sync::{mpsc, watch};
 use super::batch::{Batch, Batcher};
 use super::buffer::Hold;
 use super::retry::{Backoff, Disposition, SendError};
-use super::{Ack, Payload, Signal, Transport};
+use super::{Ack, Transport};
 use crate::admin::{Exporter, ExporterSignal, ExporterSignalReason, Metrics};
 use crate::config::{ExporterConfig, RetryConfig};
+use crate::handoff::{Payload, Signal};
 
 /// Lifecycle of the pipeline, broadcast to every worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,8 +422,8 @@ impl<T: Transport> Worker<T> {
         // The records this batch came from stay in the disk buffer until it is finished with.
         let _holds = batch.holds;
         let mut data = batch.data;
-        if let Some(max_chars) = self.max_attribute_value_len {
-            data.truncate_attribute_values(max_chars);
+        if let Some(max_len) = self.max_attribute_value_len {
+            data.truncate_attribute_values(max_len);
         }
         let prepared = match self.transport.prepare(data) {
             Ok(prepared) => prepared,

@@ -9,6 +9,9 @@
 //! `performance.now()` and the Performance Timeline. Formats that send absolute epoch times set
 //! `time_origin_ms = 0`. Clock-skew correction then only has to move `time_origin_ms`.
 
+pub mod faro_contrib;
+pub mod otlp;
+pub mod semconv;
 pub mod trace_context;
 
 pub use trace_context::{parse_server_timing, TraceContext};

@@ -1,5 +1,5 @@
 //! The client's IP address: found once, used for rate limiting (and geo), exported only when
-//! configured, and then truncated (design §7).
+//! configured, and then truncated (docs/architecture.md#privacy).
 //!
 //! The address is the TCP peer, unless the peer is a configured trusted proxy
 //! (`server.trusted_proxies`): then the `Forwarded` header (RFC 7239 `for=`), else
@@ -15,16 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::config::Config;
-
-/// Parses a trusted-proxy entry: a CIDR (`10.0.0.0/8`) or a single address.
-pub fn parse_proxy(entry: &str) -> Result<IpNet, String> {
-    let entry = entry.trim();
-    entry
-        .parse::<IpNet>()
-        .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{entry:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))
-}
+use crate::config::{parse_proxy, Config};
 
 /// Compiled client-address rules.
 #[derive(Debug, Clone)]

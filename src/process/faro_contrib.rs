@@ -6,7 +6,7 @@
 //! without them.
 
 use super::{KeyClass, Processor};
-use crate::convert::faro_contrib::FaroRecords;
+use crate::model::faro_contrib::FaroRecords;
 
 impl Processor {
     /// Applies the privacy rules to every string of `records` (see the module table in
@@ -61,7 +61,7 @@ mod tests {
     use super::*;
     use crate::admin::Metrics;
     use crate::config::Config;
-    use crate::convert::faro_contrib::{Frame, Kind, Meta, Record};
+    use crate::model::faro_contrib::{Frame, Kind, Meta, Record};
 
     fn processor() -> Processor {
         let mut config = Config::default();

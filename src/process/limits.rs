@@ -4,124 +4,39 @@
 //! how long their values are. Native and Faro decoders already bound what they build, but OTLP
 //! passthrough forwards what the client sent, so the last word is here, applied to every
 //! payload just before it is queued: at most `limits.max_attributes_per_item` attributes on a
-//! resource, span, span event, link or log record (and entries in one array or map value),
-//! string values and log bodies cut at `limits.max_attribute_value_len` bytes on a character
-//! boundary. Cut attributes are recorded in the item's `dropped_attributes_count`, as OTLP
+//! resource, scope, span, span event, link, log record or data point (and entries in one array
+//! or map value), string values, keys and log bodies cut at `limits.max_attribute_value_len`
+//! bytes on a character boundary. Cut attributes are recorded in the item's `dropped_attributes_count`, as OTLP
 //! SDKs do, and counted in `rum_bridge_attributes_dropped_total`.
 //!
-//! The walk touches each attribute once and allocates nothing.
-
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+//! The walk is [`crate::handoff::attributes`], the same one an exporter's own value limit
+//! uses: one rule for both.
 
 use crate::config::LimitsConfig;
-use crate::convert::attrs::truncate_str;
-use crate::export::Payload;
+use crate::handoff::attributes::AttributeCaps;
+use crate::handoff::Payload;
 
 /// The compiled caps (`[limits]`).
 #[derive(Debug, Clone, Copy)]
 pub struct ItemLimits {
-    max_attributes: usize,
-    max_value_len: usize,
+    caps: AttributeCaps,
 }
 
 impl ItemLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {
-            max_attributes: config.max_attributes_per_item,
-            max_value_len: config.max_attribute_value_len,
+            caps: AttributeCaps {
+                max_attributes: config.max_attributes_per_item,
+                max_value_len: config.max_attribute_value_len,
+            },
         }
     }
 
-    /// Caps every span and log record of `payload`; returns how many attributes were cut.
-    /// Metric points are left alone: the bridge's own are bounded by the cardinality cap.
+    /// Caps every item of `payload`; returns how many attributes (and array or map entries)
+    /// were cut.
     pub fn apply(&self, payload: &mut Payload) -> u64 {
-        let mut cut = 0;
-        for rs in &mut payload.spans {
-            cut += self.resource(&mut rs.resource);
-            for span in rs.scope_spans.iter_mut().flat_map(|s| &mut s.spans) {
-                cut += self.list(&mut span.attributes, &mut span.dropped_attributes_count);
-                for event in &mut span.events {
-                    cut += self.list(&mut event.attributes, &mut event.dropped_attributes_count);
-                }
-                for link in &mut span.links {
-                    cut += self.list(&mut link.attributes, &mut link.dropped_attributes_count);
-                }
-            }
-        }
-        for rl in &mut payload.logs {
-            cut += self.resource(&mut rl.resource);
-            for record in rl.scope_logs.iter_mut().flat_map(|s| &mut s.log_records) {
-                cut += self.list(&mut record.attributes, &mut record.dropped_attributes_count);
-                if let Some(body) = &mut record.body {
-                    cut += self.value(body);
-                }
-            }
-        }
-        cut
+        self.caps.payload(payload).dropped
     }
-
-    fn resource(&self, resource: &mut Option<Resource>) -> u64 {
-        match resource {
-            Some(r) => self.list(&mut r.attributes, &mut r.dropped_attributes_count),
-            None => 0,
-        }
-    }
-
-    fn list(&self, attrs: &mut Vec<KeyValue>, dropped: &mut u32) -> u64 {
-        let mut cut = 0;
-        if attrs.len() > self.max_attributes {
-            let over = attrs.len() - self.max_attributes;
-            attrs.truncate(self.max_attributes);
-            *dropped = dropped.saturating_add(u32::try_from(over).unwrap_or(u32::MAX));
-            cut += over as u64;
-        }
-        for kv in attrs.iter_mut() {
-            if kv.key.len() > self.max_value_len {
-                let keep = truncate_str(&kv.key, self.max_value_len).len();
-                kv.key.truncate(keep);
-            }
-            if let Some(v) = &mut kv.value {
-                cut += self.value(v);
-            }
-        }
-        cut
-    }
-
-    /// Caps one value (strings cut, arrays and maps shortened), iteratively so that nesting
-    /// depth costs no stack.
-    fn value(&self, root: &mut AnyValue) -> u64 {
-        let mut cut = 0;
-        let mut pending = vec![root];
-        while let Some(v) = pending.pop() {
-            match &mut v.value {
-                Some(Value::StringValue(s)) if s.len() > self.max_value_len => {
-                    let keep = truncate_str(s, self.max_value_len).len();
-                    s.truncate(keep);
-                }
-                Some(Value::BytesValue(b)) if b.len() > self.max_value_len => {
-                    b.truncate(self.max_value_len);
-                }
-                Some(Value::ArrayValue(a)) => {
-                    cut += shorten(&mut a.values, self.max_attributes);
-                    pending.extend(a.values.iter_mut());
-                }
-                Some(Value::KvlistValue(l)) => {
-                    cut += shorten(&mut l.values, self.max_attributes);
-                    pending.extend(l.values.iter_mut().filter_map(|kv| kv.value.as_mut()));
-                }
-                _ => {}
-            }
-        }
-        cut
-    }
-}
-
-fn shorten<T>(items: &mut Vec<T>, max: usize) -> u64 {
-    let over = items.len().saturating_sub(max);
-    items.truncate(max);
-    over as u64
 }
 
 #[cfg(test)]
@@ -132,10 +47,16 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::span::Event;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
     fn limits(max_attributes: usize, max_value_len: usize) -> ItemLimits {
         ItemLimits {
-            max_attributes,
-            max_value_len,
+            caps: AttributeCaps {
+                max_attributes,
+                max_value_len,
+            },
         }
     }
 

@@ -29,7 +29,7 @@ impl FromRequestParts<Arc<EdgeState>> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
         Ok(ClientIp(peer.map(|peer| {
-            state.processor.client_ip(peer, &parts.headers)
+            state.client_ips.resolve(peer, &parts.headers)
         })))
     }
 }

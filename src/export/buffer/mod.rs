@@ -49,9 +49,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::queue::{Budget, Budgeted, Phase, QueueHandle, Queued};
-use super::{ExportError, Payload, Signal};
+use super::ExportError;
 use crate::admin::{Exporter, ExporterReason, ExporterSignalReason, Metrics};
 use crate::config::{BufferFull, ExporterConfig};
+use crate::handoff::{Payload, Refusal, Signal};
 use acks::Acks;
 
 /// How often finished segments are deleted and the floor persisted.
@@ -76,15 +77,6 @@ pub(crate) struct WriteRequest {
     pub budget: Budgeted,
     /// Told once the payload is durable (or why not).
     pub reply: oneshot::Sender<Result<(), Refusal>>,
-}
-
-/// Why a disk buffer did not keep a payload; the edge answers `503` with `Retry-After`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("the disk buffer is full")]
-    Full,
-    #[error("the disk buffer could not be written")]
-    WriteFailed,
 }
 
 /// The edge's side of a disk buffer.

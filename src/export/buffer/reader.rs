@@ -12,7 +12,7 @@ use super::record;
 use super::segment::{self, Found, SegmentReader};
 use super::{Committed, Hold, Hot, Shared, HOUSEKEEPING, MAX_READ_BYTES, MAX_READ_RECORDS};
 use crate::export::queue::{wait_for_abort, Phase, Queued};
-use crate::export::Payload;
+use crate::handoff::Payload;
 
 /// Where the reader is: the next sequence number it expects and the position it reads at.
 pub(super) struct Cursor {

@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use crate::export::{ItemCounts, Payload};
+use crate::handoff::{ItemCounts, Payload};
 
 pub(super) const MAGIC: [u8; 4] = *b"RBR2";
 pub(super) const HEADER_LEN: usize = 32;

@@ -19,7 +19,8 @@ use crate::admin::Exporter as ExporterLabel;
 use crate::config::{BufferSync, Protocol};
 use crate::export::batch::tests::resource;
 use crate::export::test_support::{exporter_config, wait_until};
-use crate::export::{Backpressure, Pipeline};
+use crate::export::Exporters;
+use crate::handoff::{Backpressure, Refusal};
 
 /// An OTLP/HTTP traces endpoint that answers `503` (with `Retry-After: 0`) while down.
 #[derive(Default)]
@@ -125,7 +126,7 @@ fn buffered_config(endpoint: &str, dir: &Path) -> ExporterConfig {
 }
 
 /// Submits `ids` and waits until each is durable.
-async fn submit_all(pipeline: &Pipeline, ids: std::ops::Range<u32>, padding: usize) {
+async fn submit_all(pipeline: &Exporters, ids: std::ops::Range<u32>, padding: usize) {
     for id in ids {
         let receipt = pipeline.submit(span_payload(id, padding)).unwrap();
         receipt.durable().await.unwrap();
@@ -163,7 +164,7 @@ async fn durable_before_the_receipt_resolves_then_delivered_and_freed() {
     let mut config = buffered_config(&endpoint, dir.path());
     config.buffer_sync = BufferSync::Always;
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+    let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
 
     let receipt = pipeline.submit(span_payload(1, 0)).unwrap();
     receipt.durable().await.unwrap();
@@ -188,7 +189,7 @@ async fn outage_is_absorbed_and_everything_arrives_once_in_order() {
     // A small write queue and copy channel: most records must be read back from disk.
     config.queue.capacity = 4;
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+    let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
 
     submit_all(&pipeline, 0..150, 0).await;
     assert!(!pipeline.is_full(), "the disk absorbs the outage");
@@ -210,14 +211,14 @@ async fn what_is_undelivered_at_shutdown_is_replayed_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = buffered_config(&endpoint, dir.path());
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Pipeline::start(std::slice::from_ref(&config), metrics.clone()).unwrap();
+    let pipeline = Exporters::start(std::slice::from_ref(&config), metrics.clone()).unwrap();
     submit_all(&pipeline, 0..40, 0).await;
     pipeline.shutdown(Duration::from_millis(100)).await;
     assert_eq!(failed(&metrics, "shutdown"), 0, "kept on disk, not failed");
 
     gate.set_up(true);
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+    let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
     wait_until(|| gate.unique() == 40).await;
     pipeline.shutdown(Duration::from_secs(5)).await;
     assert_eq!(counter(&metrics.buffer_replayed_records), 40);
@@ -240,7 +241,7 @@ fn a_crash_loses_nothing_durable() {
             .unwrap();
         let config = buffered_config(&dead_endpoint, dir.path());
         runtime.block_on(async {
-            let pipeline = Pipeline::start(&[config], Arc::new(Metrics::new())).unwrap();
+            let pipeline = Exporters::start(&[config], Arc::new(Metrics::new())).unwrap();
             submit_all(&pipeline, 0..30, 0).await;
         });
         // Dropping the runtime kills every task mid-flight, like `kill -9` (no shutdown).
@@ -250,7 +251,7 @@ fn a_crash_loses_nothing_durable() {
     runtime.block_on(async {
         let (endpoint, gate) = start_gate(true).await;
         let config = buffered_config(&endpoint, dir.path());
-        let pipeline = Pipeline::start(&[config], Arc::new(Metrics::new())).unwrap();
+        let pipeline = Exporters::start(&[config], Arc::new(Metrics::new())).unwrap();
         wait_until(|| gate.unique() == 30).await;
         pipeline.shutdown(Duration::from_secs(5)).await;
     });
@@ -262,7 +263,7 @@ async fn damaged_records_are_skipped_counted_and_the_rest_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let config = buffered_config(&endpoint, dir.path());
     let pipeline =
-        Pipeline::start(std::slice::from_ref(&config), Arc::new(Metrics::new())).unwrap();
+        Exporters::start(std::slice::from_ref(&config), Arc::new(Metrics::new())).unwrap();
     submit_all(&pipeline, 0..20, 0).await;
     pipeline.shutdown(Duration::from_millis(50)).await;
 
@@ -279,7 +280,7 @@ async fn damaged_records_are_skipped_counted_and_the_rest_delivered() {
 
     gate.set_up(true);
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+    let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
     wait_until(|| counter(&metrics.buffer_corrupt_records) == 1 && gate.unique() >= 18).await;
     pipeline.shutdown(Duration::from_secs(5)).await;
     let received = gate.received();
@@ -299,7 +300,7 @@ async fn a_full_buffer_refuses_then_recovers() {
     let mut config = buffered_config(&endpoint, dir.path());
     config.buffer_max_bytes = crate::config::MIN_BUFFER_MAX_BYTES;
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+    let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
 
     let mut accepted = 0;
     let refused = loop {
@@ -337,7 +338,7 @@ async fn drop_oldest_makes_room_and_counts_what_it_dropped() {
     config.buffer_full = BufferFull::DropOldest;
     config.queue.concurrency = 1;
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Pipeline::start(&[config], metrics.clone()).unwrap();
+    let pipeline = Exporters::start(&[config], metrics.clone()).unwrap();
 
     submit_all(&pipeline, 0..300, 10_000).await;
     assert!(segment_bytes(dir.path()) <= crate::config::MIN_BUFFER_MAX_BYTES);

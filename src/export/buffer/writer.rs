@@ -13,11 +13,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    remove_segment, segment, Committed, Hot, Refusal, Segment, Shared, WriteRequest, HOUSEKEEPING,
-    MAX_GROUP,
+    remove_segment, segment, Committed, Hot, Segment, Shared, WriteRequest, HOUSEKEEPING, MAX_GROUP,
 };
 use crate::config::{BufferFull, BufferSync};
 use crate::export::queue::{Budget, Phase};
+use crate::handoff::Refusal;
 
 /// The open segment file.
 pub(super) struct Active {

@@ -30,7 +30,7 @@ use super::lenient::{
 use super::meta::MetaExtras;
 use super::perf;
 use crate::config::LimitsConfig;
-use crate::convert::faro_contrib::{self, sorted_unique, Kind, Record};
+use crate::model::faro_contrib::{self, sorted_unique, Kind, Record};
 use crate::model::trace_context::{parse_span_id, parse_trace_id};
 use crate::model::{
     AttrValue, Attributes, CustomEvent, ErrorEvent, LogEvent, PageLoad, Rating, Rejected, RumEvent,

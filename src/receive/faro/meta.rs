@@ -27,7 +27,7 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::lenient::{boolean, string, string_map, Lax, LaxList};
-use crate::convert::faro_contrib;
+use crate::model::faro_contrib;
 use crate::model::{AttrValue, PageContext};
 
 /// Most brands kept from `browser.brands`.

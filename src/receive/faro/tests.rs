@@ -3,8 +3,10 @@
 
 use proptest::prelude::*;
 
-use super::*;
+use super::decode::*;
+use crate::config::{FaroCompat, LimitsConfig};
 use crate::model::trace_context::hex;
+use crate::model::RumEvent;
 use crate::model::{AttrValue, PageLoad, Rating, Severity, VitalName};
 
 const RECEIVED: f64 = 1_800_000_000_000.0;
@@ -707,7 +709,7 @@ fn contrib_records_are_kept_only_when_asked_for() {
 
 #[test]
 fn contrib_records_keep_each_item_as_sent_and_point_at_its_model_event() {
-    use crate::convert::faro_contrib::{Brands, Frame, Kind};
+    use crate::model::faro_contrib::{Brands, Frame, Kind};
     let json = r#"{
       "meta": {"sdk": {"name": "faro-web", "version": "2.12.1",
                        "integrations": [{"name": "tracing", "version": "2.12.1"},

@@ -1,4 +1,4 @@
-//! The OTLP trace export embedded in a Faro payload (`traces`, faro.md §1.8).
+//! The OTLP trace export embedded in a Faro payload (`traces`, docs/faro-mapping.md#traces).
 //!
 //! faro-web-tracing puts a whole OTLP/JSON `ExportTraceServiceRequest` into the batch. Its spans
 //! keep their ids exactly (the fetch CLIENT span's ids are the ones the browser sent in
@@ -7,26 +7,16 @@
 //! `instrumentationLibrarySpans` / `instrumentationLibrary` keys and numeric nanosecond times;
 //! both are accepted.
 //!
-//! Unlike Alloy, which passes these spans on untouched, the bridge makes them look like the rest
-//! of the batch: the resource gets what `meta` says (the app's `service.name` wins for a
-//! configured app; `service.version`, `deployment.environment.name`, `browser.*`,
-//! `user_agent.original`, … are added when missing), spans get `session.id` and the page-view id
-//! when missing, and legacy HTTP attribute names are renamed as on the OTLP routes.
+//! The pipeline then makes them look like the rest of the batch (`convert::embedded`).
 
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::lenient::{items, object, string};
-use crate::convert::attrs::{find, has_key, kv};
-use crate::convert::resource::enrich_resource;
-use crate::convert::{ATTR_PAGE_VIEW_ID, ATTR_SESSION_ID};
-use crate::model::{HttpCall, PageContext, Rejected, SpanRef};
-use crate::receive::otlp::normalize_span;
+use crate::model::Rejected;
 
 /// Most `resourceSpans`, and `scopeSpans` per resource, read; the rest count as dropped items.
 const MAX_GROUPS: usize = 64;
@@ -199,81 +189,10 @@ fn reject(rejected: &mut Vec<Rejected>, reason: &'static str, detail: String) {
     rejected.push(Rejected { reason, detail });
 }
 
-/// Enriches the spans from the batch context (see the module docs). `authoritative_name`: the
-/// app is configured, so its name replaces whatever `service.name` the client sent.
-pub(super) fn enrich(
-    resource_spans: &mut [ResourceSpans],
-    ctx: &PageContext,
-    authoritative_name: bool,
-) {
-    for rs in resource_spans {
-        let resource = rs.resource.get_or_insert_with(Resource::default);
-        if authoritative_name {
-            resource.attributes.retain(|kv| kv.key != "service.name");
-        }
-        enrich_resource(resource, ctx);
-        for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
-            normalize_span(span);
-            add_missing(span, ATTR_SESSION_ID, ctx.session_id.as_deref());
-            add_missing(span, ATTR_PAGE_VIEW_ID, ctx.page_view_id.as_deref());
-        }
-    }
-}
-
-fn add_missing(span: &mut Span, key: &str, value: Option<&str>) {
-    if let Some(value) = value {
-        if !has_key(&span.attributes, key) {
-            span.attributes
-                .push(kv(key, Value::StringValue(value.to_owned())));
-        }
-    }
-}
-
-/// The CLIENT spans as HTTP calls, for the `http.client.request.duration` histogram (after
-/// [`enrich`], so the attribute names are the stable ones). Times are Unix epoch ms, the Faro
-/// batch's time axis.
-pub(super) fn http_calls(resource_spans: &[ResourceSpans]) -> Vec<HttpCall> {
-    resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .flat_map(|ss| &ss.spans)
-        .filter(|s| s.kind == SpanKind::Client as i32)
-        .filter_map(http_call)
-        .collect()
-}
-
-fn http_call(span: &Span) -> Option<HttpCall> {
-    let text = |key| match find(&span.attributes, key) {
-        Some(Value::StringValue(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let method = text("http.request.method")?;
-    let status = match find(&span.attributes, "http.response.status_code") {
-        Some(Value::IntValue(code)) => u16::try_from(*code).ok(),
-        Some(Value::StringValue(code)) => code.parse().ok(),
-        _ => None,
-    };
-    let end = span.end_time_unix_nano.max(span.start_time_unix_nano);
-    Some(HttpCall {
-        method,
-        url: text("url.full").unwrap_or_default(),
-        status,
-        start: span.start_time_unix_nano as f64 / 1e6,
-        duration: (end - span.start_time_unix_nano) as f64 / 1e6,
-        span: Some(SpanRef {
-            trace_id: span.trace_id.as_slice().try_into().ok()?,
-            span_id: span.span_id.as_slice().try_into().ok()?,
-        }),
-        error_type: text("error.type"),
-        ..Default::default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::trace_context::hex;
-    use crate::model::{AppInfo, BrowserInfo};
 
     fn decode_str(json: &str, budget: usize) -> (Decoded, Vec<Rejected>) {
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
@@ -348,62 +267,5 @@ mod tests {
         );
         let (d, _) = decode_str(&json, 3);
         assert_eq!((d.spans, d.overflow), (3, 7));
-    }
-
-    #[test]
-    fn enrichment_and_http_calls() {
-        let json = format!(
-            r#"{{"resourceSpans": [{{"resource": {{"attributes": [
-                  {{"key": "service.name", "value": {{"stringValue": "from-sdk"}}}}]}},
-                "scopeSpans": [{{"spans": [{SPAN}]}}]}}]}}"#
-        );
-        let ctx = PageContext {
-            app: AppInfo {
-                name: "shop-web".into(),
-                version: Some("1.0.0".into()),
-                environment: Some("capture".into()),
-                key: None,
-            },
-            session_id: Some("sTWv8ksKJV".into()),
-            browser: BrowserInfo {
-                language: Some("en-US".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        for (authoritative, name) in [(false, "from-sdk"), (true, "shop-web")] {
-            let (mut d, _) = decode_str(&json, 10);
-            enrich(&mut d.resource_spans, &ctx, authoritative);
-            let res = d.resource_spans[0].resource.as_ref().unwrap();
-            let s = |v: &str| Some(Value::StringValue(v.into()));
-            assert_eq!(find(&res.attributes, "service.name").cloned(), s(name));
-            assert_eq!(
-                find(&res.attributes, "deployment.environment.name").cloned(),
-                s("capture")
-            );
-            assert_eq!(
-                find(&res.attributes, "browser.language").cloned(),
-                s("en-US")
-            );
-            let span = &d.resource_spans[0].scope_spans[0].spans[0];
-            assert_eq!(span.name, "POST");
-            assert_eq!(
-                find(&span.attributes, "session.id").cloned(),
-                s("sTWv8ksKJV")
-            );
-            assert_eq!(
-                find(&span.attributes, "http.request.method").cloned(),
-                s("POST")
-            );
-
-            let calls = http_calls(&d.resource_spans);
-            assert_eq!(calls.len(), 1);
-            let c = &calls[0];
-            assert_eq!((c.method.as_str(), c.status), ("POST", Some(200)));
-            assert_eq!(c.url, "http://127.0.0.1:18787/api/cart");
-            assert_eq!(c.start, 1_795_839_356_825.0);
-            assert_eq!(c.duration, 99.0);
-            assert_eq!(hex(&c.span.unwrap().span_id), "661914a080cc7e33");
-        }
     }
 }

@@ -1,9 +1,10 @@
-//! OTLP/HTTP intake from browser OpenTelemetry SDKs (`/v1/traces`, `/v1/logs`, `/v1/metrics`).
+//! OTLP passthrough: what the bridge adds to and normalises in OTLP data from browser SDKs.
 //!
 //! Browser SDKs already speak OTLP, so their data stays in `opentelemetry-proto` types: ids and
 //! attributes pass through unchanged. The bridge adds what a browser cannot know or forgets
 //! (user agent, environment, the app's `service.name`) and renames legacy HTTP attributes to the
-//! stable semantic conventions (otel.md §2.7), so the backend sees one vocabulary.
+//! stable semantic conventions (docs/otlp-mapping.md#legacy-http-attributes), so the backend
+//! sees one vocabulary.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -12,31 +13,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
-use serde::de::DeserializeOwned;
 
-use super::body::BodyFormat;
-use super::error::EdgeError;
-use crate::convert::attrs::kv;
-use crate::export::Payload;
-use crate::process::{Dropped, Processor, RequestInfo};
-
-/// Decodes an OTLP export request in JSON (hex ids, string or number 64-bit fields) or protobuf.
-pub fn decode<T: Message + Default + DeserializeOwned>(
-    body: &[u8],
-    format: BodyFormat,
-) -> Result<T, EdgeError> {
-    match format {
-        BodyFormat::Protobuf => T::decode(body).map_err(|e| EdgeError::Malformed {
-            reason: "invalid_protobuf",
-            detail: format!("the body is not a valid OTLP protobuf message: {e}"),
-        }),
-        BodyFormat::Json => serde_json::from_slice(body).map_err(|e| EdgeError::Malformed {
-            reason: "invalid_json",
-            detail: format!("the body is not valid OTLP JSON: {e}"),
-        }),
-    }
-}
+use crate::model::otlp::kv;
 
 /// What the edge knows about the sender, added to resources that lack it.
 #[derive(Debug, Default)]
@@ -80,71 +58,6 @@ fn add_missing(attrs: &mut Vec<KeyValue>, key: &str, value: &str) {
 
 fn string_kv(key: &str, value: &str) -> KeyValue {
     kv(key, Value::StringValue(value.to_owned()))
-}
-
-/// One OTLP export request type, as the edge handles it.
-pub trait OtlpRequest: Message + Default + DeserializeOwned {
-    /// The ingest route, for the request counter.
-    const ROUTE: &'static str;
-    /// The item kind counted as accepted.
-    const KIND: &'static str;
-    /// Enriches resources and normalizes attributes; returns the number of items.
-    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize;
-    /// Scrubs, samples and applies consent; reports what was dropped.
-    fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped>;
-    fn into_payload(self) -> Payload;
-}
-
-impl OtlpRequest for ExportTraceServiceRequest {
-    const ROUTE: &'static str = "/v1/traces";
-    const KIND: &'static str = "span";
-    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
-        prepare_traces(self, enrich)
-    }
-    fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped> {
-        processor.process_otlp_spans(&mut self.resource_spans, request)
-    }
-    fn into_payload(self) -> Payload {
-        Payload {
-            spans: self.resource_spans,
-            ..Default::default()
-        }
-    }
-}
-
-impl OtlpRequest for ExportLogsServiceRequest {
-    const ROUTE: &'static str = "/v1/logs";
-    const KIND: &'static str = "log_record";
-    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
-        prepare_logs(self, enrich)
-    }
-    fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped> {
-        processor.process_otlp_logs(&mut self.resource_logs, request)
-    }
-    fn into_payload(self) -> Payload {
-        Payload {
-            logs: self.resource_logs,
-            ..Default::default()
-        }
-    }
-}
-
-impl OtlpRequest for ExportMetricsServiceRequest {
-    const ROUTE: &'static str = "/v1/metrics";
-    const KIND: &'static str = "metric";
-    fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
-        prepare_metrics(self, enrich)
-    }
-    /// Metric points carry no per-user data the rules act on; they pass as they are.
-    fn apply_privacy(&mut self, _: &Processor, _: &RequestInfo) -> Option<Dropped> {
-        None
-    }
-    fn into_payload(self) -> Payload {
-        Payload {
-            metrics: self.resource_metrics,
-            ..Default::default()
-        }
-    }
 }
 
 /// Enriches and normalizes a trace export; returns the number of spans.
@@ -201,7 +114,7 @@ pub fn normalize_span(span: &mut Span) {
     }
 }
 
-/// Legacy name → stable name (otel.md §2.7).
+/// Legacy name → stable name (docs/otlp-mapping.md#legacy-http-attributes).
 const RENAMES: [(&str, &str); 6] = [
     ("http.method", "http.request.method"),
     ("http.url", "url.full"),
@@ -277,7 +190,7 @@ mod tests {
         }
     }
 
-    use crate::convert::attrs::find as get;
+    use crate::model::otlp::find as get;
 
     #[test]
     fn legacy_http_names_are_renamed() {
@@ -352,28 +265,5 @@ mod tests {
         );
         assert!(get(a, "user_agent.original").is_some());
         assert!(get(a, "k8s.cluster.name").is_some());
-    }
-
-    #[test]
-    fn decodes_captured_otlp_json_with_hex_ids() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/real-clients/otlp-json.jsonl"
-        ))
-        .unwrap();
-        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        let body = first["body"].as_str().unwrap();
-        let req: ExportTraceServiceRequest = decode(body.as_bytes(), BodyFormat::Json).unwrap();
-        let spans: Vec<_> = req.resource_spans[0]
-            .scope_spans
-            .iter()
-            .flat_map(|s| &s.spans)
-            .collect();
-        let doc = spans.iter().find(|s| s.name == "documentLoad").unwrap();
-        assert_eq!(doc.trace_id.len(), 16);
-        assert_eq!(
-            crate::model::trace_context::hex(&doc.parent_span_id),
-            "a1b2c3d4e5f60718"
-        );
     }
 }

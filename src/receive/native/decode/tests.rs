@@ -8,7 +8,7 @@ use proptest::prelude::*;
 const SERVER_TP: &str = "00-4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c-a1b2c3d4e5f60718-01";
 const SERVER_TRACE: &str = "4d1c7e5a9b0f4e2a8c3d6b7a1f2e3d4c";
 const SERVER_SPAN: &str = "a1b2c3d4e5f60718";
-const EXAMPLE: &str = include_str!("../../../examples/beacons/page-load.json");
+const EXAMPLE: &str = include_str!("../../../../examples/beacons/page-load.json");
 
 fn decode_ok(json: &str) -> RumBatch {
     decode(json.as_bytes(), &LimitsConfig::default()).unwrap_or_else(|e| panic!("{e}: {json}"))
@@ -780,7 +780,7 @@ fn example_page_load_beacon_decodes_fully() {
 
 /// The JSON code blocks of the format documentation.
 fn doc_examples() -> Vec<String> {
-    let doc = include_str!("../../../docs/beacon-format.md");
+    let doc = include_str!("../../../../docs/beacon-format.md");
     doc.split("```json\n")
         .skip(1)
         .map(|block| block.split("```").next().unwrap().to_owned())
@@ -803,7 +803,7 @@ fn documented_examples_decode_without_rejections() {
 #[test]
 fn schema_properties_are_read_by_the_decoder() {
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../../schema/rum-beacon-v1.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../../../../schema/rum-beacon-v1.schema.json")).unwrap();
     assert_eq!(
         schema["$schema"],
         "https://json-schema.org/draft/2020-12/schema"

@@ -1,4 +1,4 @@
-//! Decoder for the native beacon format, version 1 (`POST /v1/rum`).
+//! Decoder for the native beacon format, version 1.
 //!
 //! The native format is what our loader (`/rum.js`) sends, and what other clients (mobile apps,
 //! server-rendered pages, Google `web-vitals` users) can send: one JSON object with the context
@@ -22,8 +22,6 @@ use std::borrow::Cow;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess};
 use serde::Deserialize;
 
-use super::body::nesting_exceeds;
-use super::error::TOO_MANY_ITEMS;
 use crate::config::LimitsConfig;
 use crate::model::trace_context::{parse_span_id, parse_trace_id};
 use crate::model::{
@@ -31,6 +29,8 @@ use crate::model::{
     NavigationTiming, PageContext, PageLoad, Rating, Rejected, ResourceTiming, RumBatch, RumEvent,
     Severity, SpanRef, TraceContext, VitalName, WebVital,
 };
+use crate::receive::body::nesting_exceeds;
+use crate::receive::error::TOO_MANY_ITEMS;
 
 use lenient::{bounded, take, Any, Expect, Flag, Lenient, Num, Problem, Text, UInt};
 use web_vitals::{Attribution, AttributionObj, EntryStarts};
@@ -38,7 +38,7 @@ use web_vitals::{Attribution, AttributionObj, EntryStarts};
 /// The format version this decoder reads (`"v": 1`).
 pub const FORMAT_VERSION: u32 = 1;
 /// Deepest array/object nesting accepted in a body.
-pub use super::body::MAX_JSON_DEPTH as MAX_DEPTH;
+pub use crate::receive::body::MAX_JSON_DEPTH as MAX_DEPTH;
 /// Most attributes kept per `attrs` object; the rest are ignored.
 pub const MAX_ATTRIBUTES: usize = 64;
 /// Longest attribute key kept (bytes); longer keys are ignored.

@@ -1,9 +1,9 @@
-//! What the Faro route remembers between requests: retried batches and the page view of a
-//! session. Both are small, time-limited and capped, so memory stays bounded whatever clients
-//! send.
+//! What the bridge remembers between requests: retried batches (the edge's [`Retries`]) and
+//! the page view of a session (the pipeline's [`PageViews`]). Both are small, time-limited and
+//! capped, so memory stays bounded whatever clients send.
 //!
 //! - **Retries.** From SDK 2.11 the Faro transport retries a failed batch with the same
-//!   `Idempotency-Key` (faro.md §1.1). A batch the bridge already accepted is answered `202`
+//!   `Idempotency-Key` (docs/faro-mapping.md#transport). A batch the bridge already accepted is answered `202`
 //!   again without being counted or exported twice. A key is remembered only after its batch was
 //!   enqueued, so a batch refused with `503` is processed when it comes back.
 //! - **Page views.** Faro reports the page load once (the `faro.performance.navigation` event,
@@ -38,35 +38,49 @@ pub struct PageMemo {
     pub page_span: SpanRef,
 }
 
-/// The Faro route's memory, shared by all requests.
+/// Batches accepted recently, by retry key ([`retry_key`]); shared by all requests.
 #[derive(Debug)]
-pub struct FaroState {
-    retries: Mutex<TtlCache<()>>,
+pub struct Retries {
+    seen: Mutex<TtlCache<()>>,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self {
+            seen: Mutex::new(TtlCache::new(RETRY_TTL, RETRY_CAPACITY)),
+        }
+    }
+}
+
+impl Retries {
+    /// Whether a batch with this retry key was already accepted.
+    pub fn is_retry(&self, key: u128, now: Instant) -> bool {
+        lock(&self.seen).get(key, now).is_some()
+    }
+
+    /// Remembers an accepted batch's retry key.
+    pub fn accepted(&self, key: u128, now: Instant) {
+        lock(&self.seen).insert(key, (), now);
+    }
+}
+
+/// The page view of each recent session, by [`page_key`]; shared by all requests.
+#[derive(Debug)]
+pub struct PageViews {
     pages: Mutex<TtlCache<PageMemo>>,
 }
 
-impl Default for FaroState {
+impl Default for PageViews {
     fn default() -> Self {
         Self {
-            retries: Mutex::new(TtlCache::new(RETRY_TTL, RETRY_CAPACITY)),
             pages: Mutex::new(TtlCache::new(PAGE_TTL, PAGE_CAPACITY)),
         }
     }
 }
 
-impl FaroState {
-    /// Whether a batch with this retry key (see [`retry_key`]) was already accepted.
-    pub fn is_retry(&self, key: u128, now: Instant) -> bool {
-        lock(&self.retries).get(key, now).is_some()
-    }
-
-    /// Remembers an accepted batch's retry key.
-    pub fn accepted(&self, key: u128, now: Instant) {
-        lock(&self.retries).insert(key, (), now);
-    }
-
-    /// The page view remembered for a session (see [`page_key`]); refreshes its lifetime.
-    pub fn recall_page(&self, key: u128, now: Instant) -> Option<PageMemo> {
+impl PageViews {
+    /// The page view remembered for a session; refreshes its lifetime.
+    pub fn recall(&self, key: u128, now: Instant) -> Option<PageMemo> {
         let mut pages = lock(&self.pages);
         let memo = pages.get(key, now).cloned()?;
         pages.insert(key, memo.clone(), now);
@@ -74,7 +88,7 @@ impl FaroState {
     }
 
     /// Remembers the page view a navigation started.
-    pub fn remember_page(&self, key: u128, memo: PageMemo, now: Instant) {
+    pub fn remember(&self, key: u128, memo: PageMemo, now: Instant) {
         lock(&self.pages).insert(key, memo, now);
     }
 }
@@ -198,7 +212,7 @@ mod tests {
 
     #[test]
     fn retries_are_scoped_by_app() {
-        let state = FaroState::default();
+        let state = Retries::default();
         let now = Instant::now();
         let key = retry_key("shop", "jaDRsnWhyN2JQfLGXGMV");
         assert!(!state.is_retry(key, now));
@@ -211,7 +225,7 @@ mod tests {
 
     #[test]
     fn recalling_a_page_refreshes_it() {
-        let state = FaroState::default();
+        let state = PageViews::default();
         let t0 = Instant::now();
         let memo = PageMemo {
             page_view_id: Some("M87SvLGkZz".into()),
@@ -222,12 +236,10 @@ mod tests {
             },
         };
         let key = page_key("shop", "sTWv8ksKJV");
-        state.remember_page(key, memo.clone(), t0);
+        state.remember(key, memo.clone(), t0);
         let later = t0 + PAGE_TTL - Duration::from_secs(1);
-        assert_eq!(state.recall_page(key, later), Some(memo));
-        assert!(state.recall_page(key, later + PAGE_TTL / 2).is_some());
-        assert!(state
-            .recall_page(page_key("shop", "other"), later)
-            .is_none());
+        assert_eq!(state.recall(key, later), Some(memo));
+        assert!(state.recall(key, later + PAGE_TTL / 2).is_some());
+        assert!(state.recall(page_key("shop", "other"), later).is_none());
     }
 }

@@ -1,0 +1,468 @@
+//! The per-request flow, written once.
+//!
+//! The edge (`receive`) decodes a request and hands over what its decoder produced — a RUM
+//! model batch ([`RumInput`], from native beacons or Faro) or a decoded OTLP export request
+//! ([`OtlpSignal`]) — with the facts of the request ([`RequestFacts`]). [`Ingest`] runs the
+//! same steps in the same order for every format:
+//!
+//! 1. **context**: the app's identity, user agent and client hints, referrer, operator
+//!    resource attributes, client address and receive time complete the batch's context;
+//! 2. **clock**: browser times are moved onto the bridge's clock when they are off by more
+//!    than `correlation.clock_skew_threshold_ms` ([`crate::process::skew`]);
+//! 3. **page view**: formats that report the page load once (Faro) get the page view of the
+//!    session's last navigation ([`memory::PageViews`]);
+//! 4. **privacy**: scrubbing, then consent, Global Privacy Control and sampling
+//!    ([`crate::process`]); withheld events still feed the aggregate metrics;
+//! 5. **conversion** to OTLP ([`crate::convert`]), with the spans that came embedded in the
+//!    beacon made to look like the rest;
+//! 6. **limits**: attribute counts and value lengths ([`crate::process::limits`]);
+//! 7. **enqueue** for every exporter, waiting until every disk buffer holds the payload
+//!    ([`crate::handoff::Receipt`]), so that the edge answers `202` only for what is kept;
+//! 8. **metrics**: accepted and rejected items are counted, and the web-vital and HTTP
+//!    histograms record the batch.
+//!
+//! OTLP passthrough takes steps 1 (as resource attributes), 4, 6 and 7. Nothing here knows
+//! HTTP: the edge turns an [`Accepted`] into its answer and a [`Refused`] into a status.
+
+pub mod memory;
+mod otlp;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use crate::admin::Metrics;
+use crate::config::Config;
+use crate::convert::metrics::MetricsAggregator;
+use crate::convert::{self, ConvertOptions};
+use crate::export::Exporters;
+use crate::handoff::{Backpressure, Payload};
+use crate::model::faro_contrib::FaroRecords;
+use crate::model::{AttrValue, PageContext, Rejected, RumBatch, RumEvent};
+use crate::process::limits::ItemLimits;
+use crate::process::otlp::Enrichment;
+use crate::process::{Processor, RequestInfo};
+use memory::{page_key, PageMemo, PageViews};
+
+pub use otlp::OtlpSignal;
+
+/// The app a request belongs to, as the edge resolved it from its key.
+#[derive(Debug, Clone, Copy)]
+pub enum AppRef<'a> {
+    /// A configured app: its identity is authoritative.
+    Configured {
+        key: &'a str,
+        name: &'a str,
+        environment: Option<&'a str>,
+        version: Option<&'a str>,
+        sample_rate: Option<f64>,
+    },
+    /// Development mode (no apps configured): the key the client sent, if any.
+    Development { key: Option<&'a str> },
+}
+
+impl AppRef<'_> {
+    pub fn is_configured(&self) -> bool {
+        matches!(self, AppRef::Configured { .. })
+    }
+}
+
+/// What the edge knows about a request beyond its body.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub app: AppRef<'a>,
+    /// The client's address (peer, or what trusted proxies say).
+    pub client_ip: Option<IpAddr>,
+    /// `User-Agent`.
+    pub user_agent: Option<&'a str>,
+    /// `Sec-CH-UA-Mobile: ?1`.
+    pub mobile_hint: Option<bool>,
+    /// `Sec-CH-UA-Platform`, unquoted, when not empty.
+    pub platform_hint: Option<&'a str>,
+    /// `Referer`: the page, for clients that do not report it.
+    pub referer: Option<&'a str>,
+    /// `Sec-GPC: 1` (Global Privacy Control).
+    pub gpc: bool,
+    /// Bridge clock when the request arrived (Unix epoch ms).
+    pub received_at_ms: f64,
+}
+
+impl RequestFacts<'_> {
+    /// What the privacy rules need to know about the request.
+    fn request_info(&self) -> RequestInfo {
+        RequestInfo {
+            client_ip: self.client_ip,
+            gpc: self.gpc,
+            sample_rate: match self.app {
+                AppRef::Configured { sample_rate, .. } => sample_rate,
+                AppRef::Development { .. } => None,
+            },
+        }
+    }
+}
+
+/// How a format tells the browser's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BrowserClock {
+    /// The beacon carries its send time (`context.sent_at_ms`): skew either way is corrected.
+    SendTime,
+    /// Only item times are known (the newest one, Unix epoch ms): a clock running ahead is
+    /// corrected, a late batch looks like a slow clock and is left alone.
+    NewestItem(Option<f64>),
+}
+
+/// How a batch finds the page view it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageView {
+    /// Every batch carries its page view (native beacons).
+    InBatch,
+    /// The page load is reported once; later batches of the session take the page view of
+    /// its last navigation (Faro). `navigation`: this batch reports one.
+    Remembered { navigation: bool },
+}
+
+/// What a RUM decoder (native beacons, Faro) produced.
+#[derive(Debug)]
+pub struct RumInput {
+    pub batch: RumBatch,
+    pub clock: BrowserClock,
+    pub page_view: PageView,
+    /// OTLP spans that came inside the beacon (Faro's `traces`), ids as sent.
+    pub spans: Vec<ResourceSpans>,
+    /// How many spans `spans` holds.
+    pub span_count: usize,
+    /// The items in collector-contrib's shape (`[faro] compat = "faro-contrib"`); they replace
+    /// the model's log records.
+    pub contrib: Option<FaroRecords>,
+}
+
+impl RumInput {
+    /// A batch with nothing but model events, whose context carries its send time.
+    pub fn batch(batch: RumBatch) -> Self {
+        Self {
+            batch,
+            clock: BrowserClock::SendTime,
+            page_view: PageView::InBatch,
+            spans: Vec::new(),
+            span_count: 0,
+            contrib: None,
+        }
+    }
+}
+
+/// A request whose telemetry was enqueued (and counted).
+#[derive(Debug)]
+pub struct Accepted {
+    /// Events and spans accepted.
+    pub items: usize,
+    /// Items the decoder dropped, with why.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Why the pipeline did not take a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// An export queue or disk buffer is full, or the bridge is shutting down.
+    #[error(transparent)]
+    Backpressure(#[from] Backpressure),
+    /// More items than `limits.max_events_per_batch` in one OTLP request.
+    #[error(
+        "{count} {kind}s in one request, more than max_events_per_batch ({max}); \
+         export smaller batches"
+    )]
+    TooManyItems {
+        count: usize,
+        max: usize,
+        kind: &'static str,
+    },
+}
+
+/// The per-request flow and what it needs, shared by all requests.
+pub struct Ingest {
+    processor: Processor,
+    convert: ConvertOptions,
+    limits: ItemLimits,
+    max_items: usize,
+    skew_threshold_ms: f64,
+    /// Operator resource attributes added to every exported resource.
+    resource_attributes: Vec<(String, String)>,
+    aggregator: Option<Arc<MetricsAggregator>>,
+    exporters: Exporters,
+    metrics: Arc<Metrics>,
+    page_views: PageViews,
+}
+
+impl Ingest {
+    pub fn new(
+        config: &Config,
+        processor: Processor,
+        exporters: Exporters,
+        aggregator: Option<Arc<MetricsAggregator>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            processor,
+            convert: ConvertOptions::from(config),
+            limits: ItemLimits::new(&config.limits),
+            max_items: config.limits.max_events_per_batch,
+            skew_threshold_ms: config.correlation.clock_skew_threshold_ms as f64,
+            resource_attributes: config
+                .resource_attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            aggregator,
+            exporters,
+            metrics,
+            page_views: PageViews::default(),
+        }
+    }
+
+    /// Whether new payloads would be refused (an export queue or disk buffer is full): the edge
+    /// refuses before reading a body.
+    pub fn is_full(&self) -> bool {
+        self.exporters.is_full()
+    }
+
+    /// Native beacons and Faro payloads: every step of the module docs.
+    pub async fn rum(
+        &self,
+        input: RumInput,
+        facts: &RequestFacts<'_>,
+    ) -> Result<Accepted, Refused> {
+        let RumInput {
+            mut batch,
+            clock,
+            page_view,
+            mut spans,
+            span_count,
+            contrib,
+        } = input;
+        let ctx = &mut batch.context;
+        self.complete_context(ctx, facts);
+        self.correct_clock(ctx, clock);
+        if let PageView::Remembered { navigation } = page_view {
+            self.correlate_page_view(ctx, navigation);
+        }
+
+        // The same privacy rules as every other format: scrub, then sample and apply consent.
+        self.processor.process_batch(&mut batch);
+        let request = facts.request_info();
+        // Contrib-shaped records get the same rules and follow their model event's fate.
+        let contrib = contrib.map(|mut records| {
+            self.processor.process_faro_records(&mut records);
+            let policy = self.processor.export_policy(&batch.context, &request);
+            records.records.retain(|r| {
+                let event = r.event.and_then(|i| batch.events.get(i));
+                self.processor.exports(policy, event)
+            });
+            records
+        });
+        let withheld = self.processor.withhold(&mut batch, &request);
+
+        let mut payload = match contrib {
+            None => convert::convert(&batch, &self.convert),
+            // They replace the model's log records; spans stay.
+            Some(records) => {
+                let mut payload = convert::convert_spans_only(&batch, &self.convert);
+                let logs = convert::faro_contrib::convert(records, &batch.context, &self.convert);
+                payload.logs.extend(logs);
+                payload
+            }
+        };
+        let mut calls = Vec::new();
+        if !spans.is_empty() {
+            convert::embedded::enrich(&mut spans, &batch.context, facts.app.is_configured());
+            if let Some(d) = self.processor.process_otlp_spans(&mut spans, &request) {
+                self.metrics.drop_items(d.reason, d.count as u64);
+            }
+            if self.aggregator.is_some() {
+                calls = convert::embedded::http_calls(&spans);
+            }
+            payload.spans.append(&mut spans);
+        }
+        self.enqueue(payload).await?;
+
+        // Withheld events (sampling, consent) still count in the aggregate metrics.
+        if let Some(withheld) = withheld {
+            self.metrics
+                .drop_items(withheld.reason, withheld.events.len() as u64);
+            batch.events.extend(withheld.events);
+        }
+        let accepted = self.count(batch.events.iter().map(RumEvent::kind), span_count);
+        for r in &batch.rejected {
+            self.metrics.reject(r.reason);
+        }
+        if let Some(agg) = &self.aggregator {
+            let page_span = convert::page_span(&batch.context, self.convert.page_load);
+            // Embedded CLIENT spans feed the HTTP histogram; they were exported as spans.
+            batch
+                .events
+                .extend(calls.into_iter().map(RumEvent::HttpCall));
+            agg.record_batch_with_page_span(&batch, Some(page_span));
+        }
+        Ok(Accepted {
+            items: accepted,
+            rejected: batch.rejected,
+        })
+    }
+
+    /// OTLP passthrough: enrichment and normalisation, the item limit, the privacy rules,
+    /// the attribute caps, enqueue.
+    pub async fn otlp<T: OtlpSignal>(
+        &self,
+        mut request: T,
+        facts: &RequestFacts<'_>,
+    ) -> Result<Accepted, Refused> {
+        let (service_name, environment, version) = match facts.app {
+            AppRef::Configured {
+                name,
+                environment,
+                version,
+                ..
+            } => (Some(name), environment, version),
+            AppRef::Development { .. } => (None, None, None),
+        };
+        let n = request.prepare(&Enrichment {
+            service_name,
+            environment,
+            version,
+            user_agent: facts.user_agent,
+            extra: &self.resource_attributes,
+        });
+        if n > self.max_items {
+            return Err(Refused::TooManyItems {
+                count: n,
+                max: self.max_items,
+                kind: T::KIND,
+            });
+        }
+        if let Some(d) = request.apply_privacy(&self.processor, &facts.request_info()) {
+            self.metrics.drop_items(d.reason, d.count as u64);
+        }
+        self.enqueue(request.into_payload()).await?;
+        self.metrics.accept(T::KIND, n as u64);
+        Ok(Accepted {
+            items: n,
+            rejected: Vec::new(),
+        })
+    }
+
+    /// Fills the page context from the request's facts.
+    fn complete_context(&self, ctx: &mut PageContext, facts: &RequestFacts<'_>) {
+        match facts.app {
+            AppRef::Configured {
+                key,
+                name,
+                environment,
+                version,
+                ..
+            } => {
+                ctx.app.key = Some(key.to_owned());
+                ctx.app.name = name.to_owned();
+                if ctx.app.environment.is_none() {
+                    ctx.app.environment = environment.map(str::to_owned);
+                }
+                if ctx.app.version.is_none() {
+                    ctx.app.version = version.map(str::to_owned);
+                }
+            }
+            AppRef::Development { key } => {
+                if ctx.app.name.is_empty() {
+                    ctx.app.name = key.unwrap_or("unknown_app").to_owned();
+                }
+            }
+        }
+        if ctx.user_agent.is_none() {
+            ctx.user_agent = facts.user_agent.map(str::to_owned);
+        }
+        if ctx.browser.mobile.is_none() {
+            ctx.browser.mobile = facts.mobile_hint;
+        }
+        if ctx.browser.platform.is_none() {
+            ctx.browser.platform = facts.platform_hint.map(str::to_owned);
+        }
+        if ctx.page_url.is_none() {
+            ctx.page_url = facts.referer.map(str::to_owned);
+        }
+        for (k, v) in &self.resource_attributes {
+            if !ctx.attributes.iter().any(|(ek, _)| ek == k) {
+                ctx.attributes.push((k.clone(), AttrValue::Str(v.clone())));
+            }
+        }
+        ctx.received_at_ms = facts.received_at_ms;
+        ctx.client_ip = facts.client_ip;
+    }
+
+    fn correct_clock(&self, ctx: &mut PageContext, clock: BrowserClock) {
+        let threshold = self.skew_threshold_ms;
+        match clock {
+            BrowserClock::SendTime => {
+                crate::process::skew::correct_clock_skew(ctx, threshold);
+            }
+            BrowserClock::NewestItem(newest) => {
+                if let Some(newest) = newest.filter(|n| n - ctx.received_at_ms > threshold) {
+                    ctx.sent_at_ms = Some(newest);
+                    crate::process::skew::correct_clock_skew(ctx, threshold);
+                }
+            }
+        }
+    }
+
+    /// Ties a batch to its page view (see [`memory`]): a navigation is remembered for its
+    /// session; a later batch without one takes the page-view id, server span and
+    /// `documentLoad` span of the session's last navigation, unless it names another page view.
+    fn correlate_page_view(&self, ctx: &mut PageContext, navigation: bool) {
+        let Some(session) = ctx.session_id.as_deref() else {
+            return;
+        };
+        let key = page_key(&ctx.app.name, session);
+        let now = Instant::now();
+        if navigation {
+            let memo = PageMemo {
+                page_view_id: ctx.page_view_id.clone(),
+                server_trace: ctx.server_trace,
+                page_span: convert::page_span(ctx, self.convert.page_load),
+            };
+            self.page_views.remember(key, memo, now);
+            return;
+        }
+        let Some(memo) = self.page_views.recall(key, now) else {
+            return;
+        };
+        match (&ctx.page_view_id, &memo.page_view_id) {
+            (Some(own), Some(remembered)) if own != remembered => return,
+            (None, _) => ctx.page_view_id = memo.page_view_id,
+            _ => {}
+        }
+        if ctx.server_trace.is_none() {
+            ctx.server_trace = memo.server_trace;
+        }
+        ctx.page_span.get_or_insert(memo.page_span);
+    }
+
+    /// Applies the item caps, enqueues for export and waits until every disk buffer holds the
+    /// payload (at once without one).
+    async fn enqueue(&self, mut payload: Payload) -> Result<(), Backpressure> {
+        let cut = self.limits.apply(&mut payload);
+        if cut > 0 {
+            self.metrics.attributes_dropped.inc_by(cut);
+        }
+        self.exporters.submit(payload)?.durable().await
+    }
+
+    /// Counts accepted events by kind, plus `spans` passed through; returns the total.
+    fn count(&self, kinds: impl Iterator<Item = &'static str>, spans: usize) -> usize {
+        let mut n = 0;
+        for kind in kinds {
+            self.metrics.accept(kind, 1);
+            n += 1;
+        }
+        if spans > 0 {
+            self.metrics.accept("span", spans as u64);
+        }
+        n + spans
+    }
+}

@@ -1,0 +1,61 @@
+//! `POST /v1/rum`: native beacons, from the bridge's loader (`/rum.js`) and from any client
+//! that speaks the documented format (docs/beacon-format.md), Google `web-vitals` metrics
+//! included.
+//!
+//! Order of work: open for traffic, client rate limit, media type; an app key outside the body
+//! (`x-api-key` or `?key=`) is checked before the body is read; the body is read within its
+//! limits and decoded ([`decode`]); a key inside the body (`sendBeacon` cannot set headers) is
+//! checked after decoding; then the batch goes to the pipeline.
+
+pub mod decode;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+
+use super::body::body_format;
+use super::client_ip::ClientIp;
+use super::error::EdgeError;
+use super::{header_str, key_outside_body, EdgeState, KeyQuery};
+use crate::pipeline::RumInput;
+
+pub use decode::{decode, NativeError, FORMAT_VERSION, MAX_ATTRIBUTES, MAX_DEPTH};
+
+/// The route, also its label in the request counter.
+pub const ROUTE: &str = "/v1/rum";
+
+pub(super) async fn ingest(
+    State(st): State<Arc<EdgeState>>,
+    Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        st.check_open()?;
+        st.rate_limits.check_ip(client_ip)?;
+        body_format(&headers, false)?;
+        let origin = header_str(&headers, header::ORIGIN);
+        if let Some(key) = key_outside_body(&headers, &query) {
+            st.apps.authorize(Some(key), origin)?;
+        }
+        let bytes = st.read(&headers, body).await?;
+        let batch = decode(&bytes, &st.config.limits)
+            .map_err(|e| EdgeError::refused_body(e.reason(), e.to_string()))?;
+        let key = batch
+            .context
+            .app
+            .key
+            .clone()
+            .or_else(|| key_outside_body(&headers, &query).map(str::to_owned));
+        let app = st.apps.authorize(key.as_deref(), origin)?;
+        st.rate_limits.check_app(&app)?;
+        let facts = st.facts(&app, &headers, client_ip);
+        st.ingest_rum(RumInput::batch(batch), &facts).await
+    }
+    .await;
+    st.finish(ROUTE, &headers, result)
+}

@@ -1,0 +1,79 @@
+//! OTLP/HTTP intake from browser OpenTelemetry SDKs (`/v1/traces`, `/v1/logs`, `/v1/metrics`).
+//!
+//! Rate limit and app key before the body (the key is outside it, so unknown apps never cost a
+//! body read), read, decode ([`decode`]); the pipeline enriches, normalizes, applies the privacy
+//! rules and enqueues. Success is an empty `Export*ServiceResponse` in the request's encoding.
+
+pub mod decode;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use super::body::{body_format, BodyFormat};
+use super::client_ip::ClientIp;
+use super::{accepted, header_str, key_outside_body, EdgeState, KeyQuery};
+use crate::pipeline::OtlpSignal;
+
+pub use decode::decode;
+
+/// An OTLP export request type and its route.
+pub trait OtlpRoute: OtlpSignal {
+    /// The ingest route, also its label in the request counter.
+    const ROUTE: &'static str;
+}
+
+impl OtlpRoute for ExportTraceServiceRequest {
+    const ROUTE: &'static str = "/v1/traces";
+}
+
+impl OtlpRoute for ExportLogsServiceRequest {
+    const ROUTE: &'static str = "/v1/logs";
+}
+
+impl OtlpRoute for ExportMetricsServiceRequest {
+    const ROUTE: &'static str = "/v1/metrics";
+}
+
+pub(super) async fn ingest<T: OtlpRoute>(
+    State(st): State<Arc<EdgeState>>,
+    Query(query): Query<KeyQuery>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        st.check_open()?;
+        st.rate_limits.check_ip(client_ip)?;
+        let format = body_format(&headers, true)?;
+        let app = st.apps.authorize(
+            key_outside_body(&headers, &query),
+            header_str(&headers, header::ORIGIN),
+        )?;
+        st.rate_limits.check_app(&app)?;
+        let bytes = st.read(&headers, body).await?;
+        let request = decode::<T>(&bytes, format)?;
+        let facts = st.facts(&app, &headers, client_ip);
+        st.ingest
+            .otlp(request, &facts)
+            .await
+            .map_err(|e| st.refused(e))?;
+        Ok(otlp_accepted(format))
+    }
+    .await;
+    st.finish(T::ROUTE, &headers, result)
+}
+
+/// The OTLP success response: an empty `Export*ServiceResponse` in the request's encoding.
+fn otlp_accepted(format: BodyFormat) -> Response {
+    match format {
+        BodyFormat::Json => accepted(b"{}".to_vec(), "application/json"),
+        BodyFormat::Protobuf => accepted(Vec::new(), "application/x-protobuf"),
+    }
+}
