@@ -14,6 +14,7 @@ use crate::admin::{self, AdminState, Metrics, Readiness};
 use crate::config::{Config, Protocol};
 use crate::convert::metrics::{bridge_resource, MetricsAggregator};
 use crate::export::Exporters;
+use crate::model::Reason;
 use crate::pipeline::Ingest;
 use crate::process::Processor;
 use crate::receive::{self, EdgeState};
@@ -105,13 +106,13 @@ pub async fn run_until(
                     let metrics = metrics.clone();
                     tokio::spawn(async move {
                         if receipt.durable().await.is_err() {
-                            metrics.reject("metrics_queue_full");
+                            metrics.reject(Reason::MetricsQueueFull);
                             tracing::warn!("disk buffer full: dropped one metrics flush");
                         }
                     });
                 }
                 Err(_) => {
-                    metrics.reject("metrics_queue_full");
+                    metrics.reject(Reason::MetricsQueueFull);
                     tracing::warn!("export queue full: dropped one metrics flush");
                 }
             },

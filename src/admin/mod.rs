@@ -242,8 +242,12 @@ impl Metrics {
     }
 
     /// Counts one rejected item or request.
-    pub fn reject(&self, reason: &'static str) {
-        self.items_rejected.get_or_create(&Reason { reason }).inc();
+    pub fn reject(&self, reason: crate::model::Reason) {
+        self.items_rejected
+            .get_or_create(&Reason {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// Counts accepted items of a kind.
@@ -315,7 +319,7 @@ mod tests {
     #[test]
     fn encodes_counters_with_labels() {
         let m = Metrics::new();
-        m.reject("invalid_json");
+        m.reject(crate::model::Reason::InvalidJson);
         m.accept("vital", 3);
         m.requests
             .get_or_create(&RouteStatus {

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::EdgeError;
+use crate::model::Reason;
 
 /// The body formats a route understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +99,7 @@ pub async fn read_body(
                 }
             } else {
                 EdgeError::Malformed {
-                    reason: "body_read_error",
+                    reason: Reason::BodyReadError,
                     detail: format!("could not read the request body: {e}"),
                 }
             }
@@ -115,7 +116,7 @@ pub async fn read_body(
 /// beyond `limit` (no doubling past it), so a bomb costs at most `limit` bytes of memory.
 pub fn gunzip_limited(data: &[u8], limit: usize) -> Result<Vec<u8>, EdgeError> {
     let invalid = |e: std::io::Error| EdgeError::Malformed {
-        reason: "invalid_gzip",
+        reason: Reason::InvalidGzip,
         detail: format!("the body is not valid gzip: {e}"),
     };
     let mut out = Vec::with_capacity((data.len() * 4).min(limit));

@@ -1,10 +1,12 @@
 //! Edge errors and how they are answered.
 //!
-//! Every rejection is a status from design §3 with a JSON body `{"error": …, "detail": …}` that
+//! Every rejection is a status from docs/architecture.md#errors with a JSON body `{"error": …, "reason": …, "detail": …}` that
 //! says what was wrong, and a low-cardinality reason that the `items_rejected` counter shows.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+
+pub use crate::model::Reason;
 
 /// Which rate limit a request hit (`[rate_limits]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +27,7 @@ pub enum EdgeError {
     #[error("unsupported content encoding")]
     UnsupportedEncoding { got: String },
     #[error("malformed request body")]
-    Malformed {
-        reason: &'static str,
-        detail: String,
-    },
+    Malformed { reason: Reason, detail: String },
     /// More items in one request than `limits.max_events_per_batch` allows (413).
     #[error("too many items in one request")]
     TooManyItems { detail: String },
@@ -47,20 +46,16 @@ pub enum EdgeError {
     ShuttingDown { retry_after_secs: u64 },
 }
 
-/// Reason of a body refused for its item count (the decoders use the same token).
-pub const TOO_MANY_ITEMS: &str = "too_many_items";
-
 impl EdgeError {
     /// A body the decoder refused: `413` when it had too many items, `400` otherwise.
-    pub fn refused_body(reason: &'static str, detail: String) -> Self {
-        if reason == TOO_MANY_ITEMS {
-            EdgeError::TooManyItems { detail }
-        } else {
-            EdgeError::Malformed { reason, detail }
+    pub fn refused_body(reason: Reason, detail: String) -> Self {
+        match reason {
+            Reason::TooManyItems => EdgeError::TooManyItems { detail },
+            reason => EdgeError::Malformed { reason, detail },
         }
     }
 
-    /// Status code per design §3.
+    /// Status code per docs/architecture.md#errors.
     pub fn status(&self) -> StatusCode {
         match self {
             EdgeError::TooLarge { .. } | EdgeError::TooManyItems { .. } => {
@@ -80,31 +75,31 @@ impl EdgeError {
     }
 
     /// Counter reason (`rum_bridge_items_rejected_total{reason}`).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             EdgeError::TooLarge {
                 decompressed: false,
                 ..
-            } => "too_large",
+            } => Reason::TooLarge,
             EdgeError::TooLarge {
                 decompressed: true, ..
-            } => "too_large_decompressed",
-            EdgeError::UnsupportedMediaType { .. } => "unsupported_media_type",
-            EdgeError::UnsupportedEncoding { .. } => "unsupported_encoding",
-            EdgeError::Malformed { reason, .. } => reason,
-            EdgeError::TooManyItems { .. } => TOO_MANY_ITEMS,
-            EdgeError::UnknownApp { .. } => "unknown_app",
-            EdgeError::OriginNotAllowed { .. } => "origin_not_allowed",
+            } => Reason::TooLargeDecompressed,
+            EdgeError::UnsupportedMediaType { .. } => Reason::UnsupportedMediaType,
+            EdgeError::UnsupportedEncoding { .. } => Reason::UnsupportedEncoding,
+            EdgeError::Malformed { reason, .. } => *reason,
+            EdgeError::TooManyItems { .. } => Reason::TooManyItems,
+            EdgeError::UnknownApp { .. } => Reason::UnknownApp,
+            EdgeError::OriginNotAllowed { .. } => Reason::OriginNotAllowed,
             EdgeError::RateLimited {
                 scope: RateScope::Ip,
                 ..
-            } => "rate_limited_ip",
+            } => Reason::RateLimitedIp,
             EdgeError::RateLimited {
                 scope: RateScope::App,
                 ..
-            } => "rate_limited_app",
-            EdgeError::QueueFull { .. } => "queue_full",
-            EdgeError::ShuttingDown { .. } => "shutting_down",
+            } => Reason::RateLimitedApp,
+            EdgeError::QueueFull { .. } => Reason::QueueFull,
+            EdgeError::ShuttingDown { .. } => Reason::ShuttingDown,
         }
     }
 
@@ -167,7 +162,7 @@ impl IntoResponse for EdgeError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
             "error": self.to_string(),
-            "reason": self.reason(),
+            "reason": self.reason().as_str(),
             "detail": self.detail(),
         });
         let mut resp = (self.status(), json_body(&body)).into_response();

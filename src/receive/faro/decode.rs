@@ -8,9 +8,8 @@ use super::items::{Items, Section};
 use super::{lenient, meta, traces};
 use crate::config::{FaroCompat, LimitsConfig};
 use crate::model::faro_contrib::FaroRecords;
-use crate::model::{Rejected, RumBatch, RumEvent};
+use crate::model::{Reason, Rejected, RumBatch, RumEvent};
 use crate::receive::body::{nesting_exceeds, MAX_JSON_DEPTH};
-use crate::receive::error::TOO_MANY_ITEMS;
 
 /// Why a whole Faro body was refused (`400`).
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +29,12 @@ pub enum FaroError {
 
 impl FaroError {
     /// Low-cardinality token for the `items_rejected` counter.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            FaroError::InvalidJson(_) => "invalid_json",
-            FaroError::WrongShape { .. } => "wrong_shape",
-            FaroError::TooManyItems { .. } => TOO_MANY_ITEMS,
-            FaroError::TooDeep => "too_deep",
+            FaroError::InvalidJson(_) => Reason::InvalidJson,
+            FaroError::WrongShape { .. } => Reason::WrongShape,
+            FaroError::TooManyItems { .. } => Reason::TooManyItems,
+            FaroError::TooDeep => Reason::TooDeep,
         }
     }
 }
@@ -105,7 +104,7 @@ pub fn decode(
             Ok(meta) => meta.apply(&mut batch.context),
             Err(e) => {
                 rejected.push(Rejected {
-                    reason: "invalid_meta",
+                    reason: Reason::InvalidMeta,
                     detail: format!("meta: {e}"),
                 });
                 Default::default()
@@ -138,7 +137,7 @@ pub fn decode(
                 }
             }
             Err(e) => items.rejected.push(Rejected {
-                reason: "invalid_section",
+                reason: Reason::InvalidSection,
                 detail: format!("{}: {e}", section.name()),
             }),
         }
@@ -153,7 +152,7 @@ pub fn decode(
             return Err(FaroError::TooManyItems { count: seen, max });
         }
         items.rejected.extend((max..seen).map(|index| Rejected {
-            reason: TOO_MANY_ITEMS,
+            reason: Reason::TooManyItems,
             detail: format!("item {index}: beyond max_events_per_batch ({max})"),
         }));
     }

@@ -33,8 +33,8 @@ use crate::config::LimitsConfig;
 use crate::model::faro_contrib::{self, sorted_unique, Kind, Record};
 use crate::model::trace_context::{parse_span_id, parse_trace_id};
 use crate::model::{
-    AttrValue, Attributes, CustomEvent, ErrorEvent, LogEvent, PageLoad, Rating, Rejected, RumEvent,
-    Severity, SpanRef, TraceContext, VitalName, WebVital,
+    AttrValue, Attributes, CustomEvent, ErrorEvent, LogEvent, PageLoad, Rating, Reason, Rejected,
+    RumEvent, Severity, SpanRef, TraceContext, VitalName, WebVital,
 };
 
 const EVENT_NAVIGATION: &str = "faro.performance.navigation";
@@ -239,7 +239,7 @@ impl<'l> Items<'l> {
         };
         if let Err(problem) = result {
             self.rejected.push(Rejected {
-                reason: "invalid_item",
+                reason: Reason::InvalidItem,
                 detail: format!("{}[{index}]: {problem}", section.name()),
             });
         }
@@ -267,7 +267,7 @@ impl<'l> Items<'l> {
                         .push(perf::resource(&item.attributes, time, server));
                 }
                 Some(_) => self.rejected.push(Rejected {
-                    reason: "too_many_resources",
+                    reason: Reason::TooManyResources,
                     detail: format!("{EVENT_RESOURCE}: beyond max_resources_per_page_load ({max})"),
                 }),
                 None => {

@@ -50,7 +50,7 @@ use axum::response::Response;
 use super::apps::Resolved;
 use super::body::body_format;
 use super::client_ip::ClientIp;
-use super::error::{json_body, EdgeError};
+use super::error::{json_body, EdgeError, Reason};
 use super::{accepted, cors, header_str, EdgeState};
 use crate::pipeline::memory::retry_key;
 use crate::pipeline::{BrowserClock, PageView, RumInput};
@@ -119,7 +119,7 @@ async fn collect(
         st.rate_limits.check_app(&app)?;
         let retry = idempotency_key(headers).map(|k| retry_key(app_identity(&app), k));
         if retry.is_some_and(|r| st.retries.is_retry(r, Instant::now())) {
-            st.metrics.reject("duplicate_batch");
+            st.metrics.reject(Reason::DuplicateBatch);
             let body = serde_json::json!({"accepted": 0, "rejected": 0, "duplicate": true});
             return Ok(accepted(json_body(&body), "application/json"));
         }

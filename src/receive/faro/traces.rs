@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::lenient::{items, object, string};
-use crate::model::Rejected;
+use crate::model::{Reason, Rejected};
 
 /// Most `resourceSpans`, and `scopeSpans` per resource, read; the rest count as dropped items.
 const MAX_GROUPS: usize = 64;
@@ -69,7 +69,7 @@ pub(super) fn decode(raw: &RawValue, budget: usize, rejected: &mut Vec<Rejected>
         }) => list,
         Ok(_) => return out,
         Err(e) => {
-            reject(rejected, "invalid_traces", format!("traces: {e}"));
+            reject(rejected, Reason::InvalidTraces, format!("traces: {e}"));
             return out;
         }
     };
@@ -78,7 +78,7 @@ pub(super) fn decode(raw: &RawValue, budget: usize, rejected: &mut Vec<Rejected>
         Err(e) => {
             reject(
                 rejected,
-                "invalid_traces",
+                Reason::InvalidTraces,
                 format!("traces.resourceSpans: {e}"),
             );
             return out;
@@ -91,7 +91,7 @@ pub(super) fn decode(raw: &RawValue, budget: usize, rejected: &mut Vec<Rejected>
             Err(e) => {
                 reject(
                     rejected,
-                    "invalid_traces",
+                    Reason::InvalidTraces,
                     format!("traces.resourceSpans[{i}]: {e}"),
                 );
                 continue;
@@ -104,7 +104,7 @@ pub(super) fn decode(raw: &RawValue, budget: usize, rejected: &mut Vec<Rejected>
             None => {}
             Some(Err(e)) => reject(
                 rejected,
-                "invalid_traces",
+                Reason::InvalidTraces,
                 format!("traces.resourceSpans[{i}].scopeSpans: {e}"),
             ),
             Some(Ok(scopes)) => {
@@ -138,7 +138,7 @@ fn scope(
     let ss = match object::<ScopeSpansRaw>(raw) {
         Ok(ss) => ss,
         Err(e) => {
-            reject(rejected, "invalid_traces", format!("{path}: {e}"));
+            reject(rejected, Reason::InvalidTraces, format!("{path}: {e}"));
             return None;
         }
     };
@@ -146,7 +146,11 @@ fn scope(
         None => return None,
         Some(Ok(list)) => list,
         Some(Err(e)) => {
-            reject(rejected, "invalid_traces", format!("{path}.spans: {e}"));
+            reject(
+                rejected,
+                Reason::InvalidTraces,
+                format!("{path}.spans: {e}"),
+            );
             return None;
         }
     };
@@ -157,10 +161,14 @@ fn scope(
             Ok(span) if valid_ids(&span) => spans.push(span),
             Ok(_) => reject(
                 rejected,
-                "invalid_span",
+                Reason::InvalidSpan,
                 format!("{path}.spans[{k}]: trace or span id is not valid hex of the right length"),
             ),
-            Err(e) => reject(rejected, "invalid_span", format!("{path}.spans[{k}]: {e}")),
+            Err(e) => reject(
+                rejected,
+                Reason::InvalidSpan,
+                format!("{path}.spans[{k}]: {e}"),
+            ),
         }
     }
     out.spans += spans.len();
@@ -185,7 +193,7 @@ fn valid_ids(span: &Span) -> bool {
         && (span.parent_span_id.is_empty() || span.parent_span_id.len() == 8)
 }
 
-fn reject(rejected: &mut Vec<Rejected>, reason: &'static str, detail: String) {
+fn reject(rejected: &mut Vec<Rejected>, reason: Reason, detail: String) {
     rejected.push(Rejected { reason, detail });
 }
 

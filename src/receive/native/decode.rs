@@ -26,11 +26,10 @@ use crate::config::LimitsConfig;
 use crate::model::trace_context::{parse_span_id, parse_trace_id};
 use crate::model::{
     AttrValue, Attributes, BrowserInfo, CustomEvent, ErrorEvent, HttpCall, Interaction, LogEvent,
-    NavigationTiming, PageContext, PageLoad, Rating, Rejected, ResourceTiming, RumBatch, RumEvent,
-    Severity, SpanRef, TraceContext, VitalName, WebVital,
+    NavigationTiming, PageContext, PageLoad, Rating, Reason, Rejected, ResourceTiming, RumBatch,
+    RumEvent, Severity, SpanRef, TraceContext, VitalName, WebVital,
 };
 use crate::receive::body::nesting_exceeds;
-use crate::receive::error::TOO_MANY_ITEMS;
 
 use lenient::{bounded, take, Any, Expect, Flag, Lenient, Num, Problem, Text, UInt};
 use web_vitals::{Attribution, AttributionObj, EntryStarts};
@@ -77,14 +76,16 @@ pub enum NativeError {
 
 impl NativeError {
     /// Low-cardinality token for the `items_rejected` counter.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            NativeError::InvalidJson(_) => "invalid_json",
-            NativeError::TooDeep => "too_deep",
-            NativeError::WrongShape { .. } | NativeError::EventsNotArray { .. } => "wrong_shape",
-            NativeError::UnsupportedVersion { .. } => "unsupported_version",
-            NativeError::InvalidTimeOrigin { .. } => "invalid_time_origin",
-            NativeError::TooManyEvents { .. } => TOO_MANY_ITEMS,
+            NativeError::InvalidJson(_) => Reason::InvalidJson,
+            NativeError::TooDeep => Reason::TooDeep,
+            NativeError::WrongShape { .. } | NativeError::EventsNotArray { .. } => {
+                Reason::WrongShape
+            }
+            NativeError::UnsupportedVersion { .. } => Reason::UnsupportedVersion,
+            NativeError::InvalidTimeOrigin { .. } => Reason::InvalidTimeOrigin,
+            NativeError::TooManyEvents { .. } => Reason::TooManyItems,
         }
     }
 }
@@ -138,7 +139,7 @@ pub fn decode(body: &[u8], limits: &LimitsConfig) -> Result<RumBatch, NativeErro
         }
         sink.rejected
             .extend((ctx.max_events..sink.seen).map(|index| Rejected {
-                reason: TOO_MANY_ITEMS,
+                reason: Reason::TooManyItems,
                 detail: format!(
                     "event {index}: beyond max_events_per_batch ({})",
                     ctx.max_events
@@ -203,14 +204,19 @@ impl Sink {
             Lenient::Value(raw) => raw,
             Lenient::Bad(found) => {
                 return self.reject(
-                    "not_an_object",
+                    Reason::NotAnObject,
                     index,
                     None,
                     format!("must be an object, got {}", found.describe()),
                 )
             }
             Lenient::Absent => {
-                return self.reject("not_an_object", index, None, "must be an object, got null")
+                return self.reject(
+                    Reason::NotAnObject,
+                    index,
+                    None,
+                    "must be an object, got null",
+                )
             }
         };
         // Borrowed from the body (copied only if `type` had escapes), for the detail.
@@ -226,7 +232,7 @@ impl Sink {
 
     fn reject(
         &mut self,
-        reason: &'static str,
+        reason: Reason,
         index: usize,
         kind: Option<&str>,
         message: impl std::fmt::Display,
@@ -633,10 +639,10 @@ fn lift_problem(problem: &mut Option<Problem>, entry: Option<&mut TimingEntry>, 
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Why an event could not be used: (reason token, message).
-type Unusable = (&'static str, String);
+type Unusable = (Reason, String);
 
 fn required<T>(value: Option<T>, field: &'static str) -> Result<T, Unusable> {
-    value.ok_or_else(|| ("missing_field", format!("`{field}` is required")))
+    value.ok_or_else(|| (Reason::MissingField, format!("`{field}` is required")))
 }
 
 /// Both ids valid, or nothing: invalid ids are ignored and the bridge makes its own.
@@ -659,7 +665,7 @@ impl RawEvent<'_> {
             // No `type`: a web-vitals Metric as-is.
             None if self.value.is_some() => self.vital(ctx, in_beacon, hints),
             None => Err((
-                "unknown_type",
+                Reason::UnknownType,
                 "has no `type` and is not a web-vitals metric".to_owned(),
             )),
             Some("interaction") => self.interaction(ctx),
@@ -668,7 +674,7 @@ impl RawEvent<'_> {
             Some("log") => self.log(ctx),
             Some("custom") => self.custom(ctx),
             Some(other) => Err((
-                "unknown_type",
+                Reason::UnknownType,
                 format!("unknown type `{}`", bounded(Cow::Borrowed(other), 32)),
             )),
         }
@@ -686,7 +692,7 @@ impl RawEvent<'_> {
         let name_text = required(self.name, "name")?;
         let name = VitalName::parse(&name_text).ok_or_else(|| {
             (
-                "unsupported_vital",
+                Reason::UnsupportedVital,
                 format!(
                     "vital `{}` is not supported (LCP, INP, CLS, FCP and TTFB are)",
                     bounded(name_text, 32)
@@ -776,7 +782,7 @@ impl RawEvent<'_> {
     fn error(self, ctx: &Ctx) -> Result<RumEvent, Unusable> {
         if self.name.is_none() && self.message.is_none() {
             return Err((
-                "missing_field",
+                Reason::MissingField,
                 "`message` or `name` is required".to_owned(),
             ));
         }

@@ -4,7 +4,7 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 
 use crate::receive::body::BodyFormat;
-use crate::receive::error::EdgeError;
+use crate::receive::error::{EdgeError, Reason};
 
 /// Decodes an OTLP export request in JSON (hex ids, string or number 64-bit fields) or protobuf.
 pub fn decode<T: Message + Default + DeserializeOwned>(
@@ -13,11 +13,11 @@ pub fn decode<T: Message + Default + DeserializeOwned>(
 ) -> Result<T, EdgeError> {
     match format {
         BodyFormat::Protobuf => T::decode(body).map_err(|e| EdgeError::Malformed {
-            reason: "invalid_protobuf",
+            reason: Reason::InvalidProtobuf,
             detail: format!("the body is not a valid OTLP protobuf message: {e}"),
         }),
         BodyFormat::Json => serde_json::from_slice(body).map_err(|e| EdgeError::Malformed {
-            reason: "invalid_json",
+            reason: Reason::InvalidJson,
             detail: format!("the body is not valid OTLP JSON: {e}"),
         }),
     }

@@ -10,6 +10,7 @@
 //! Each expected shape is an [`Expect`] implementation that overrides the JSON types it accepts;
 //! everything else falls back to "wrong type".
 
+use crate::model::Reason;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -56,10 +57,10 @@ impl Found {
     }
 
     /// Low-cardinality reason token for the `items_rejected` counter.
-    pub(crate) fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> Reason {
         match self {
-            Found::NonFinite => "invalid_number",
-            _ => "invalid_field",
+            Found::NonFinite => Reason::InvalidNumber,
+            _ => Reason::InvalidField,
         }
     }
 }

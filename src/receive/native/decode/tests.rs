@@ -31,7 +31,7 @@ fn attr<'a>(attrs: &'a Attributes, key: &str) -> Option<&'a AttrValue> {
 }
 
 fn reasons(batch: &RumBatch) -> Vec<&'static str> {
-    batch.rejected.iter().map(|r| r.reason).collect()
+    batch.rejected.iter().map(|r| r.reason.as_str()).collect()
 }
 
 #[test]
