@@ -1,7 +1,7 @@
 //! The standard OpenTelemetry environment variables, overlaid on the file configuration.
 //!
 //! Operators expect `OTEL_EXPORTER_OTLP_ENDPOINT` and friends to "just work", so the daemon reads
-//! them the way an OpenTelemetry SDK does (otel.md §4.7, §4.8). The environment is passed in as a
+//! them the way an OpenTelemetry SDK does (docs/otlp-mapping.md#exporter-environment-variables). The environment is passed in as a
 //! lookup function so tests never touch the process environment.
 //!
 //! Rules (the file is explicit, so it wins; the environment fills what the file leaves unset):
@@ -171,7 +171,7 @@ fn overlay_exporter(config: &mut Config, env: EnvLookup<'_>) -> Result<(), Confi
     Ok(())
 }
 
-/// The specification's default endpoint for a protocol (otel.md §4.7).
+/// The specification's default endpoint for a protocol (docs/otlp-mapping.md#exporter-environment-variables).
 fn default_endpoint(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Grpc => "http://localhost:4317",
@@ -284,7 +284,7 @@ fn parse_compression(value: &str) -> Result<Compression, String> {
     }
 }
 
-/// Timeouts are integer milliseconds (otel.md §4.7).
+/// Timeouts are integer milliseconds (docs/otlp-mapping.md#exporter-environment-variables).
 fn parse_timeout(value: &str) -> Result<Duration, String> {
     match value.parse::<u64>() {
         Ok(0) | Err(_) => Err(format!(

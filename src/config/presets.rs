@@ -7,7 +7,7 @@
 //! payload limit, the attribute value limit, and `[metrics] temporality = "delta"` where the
 //! vendor prefers or requires it. The credential never enters the configuration: it is read
 //! from `api_key_env` or `api_key_file` when the exporter starts and goes into the vendor's
-//! auth header. Facts: `otel.md` §5 (New Relic, Datadog); Grafana Cloud's OTLP gateway and
+//! auth header. Facts: `docs/otlp-mapping.md#vendor-presets` (New Relic, Datadog); Grafana Cloud's OTLP gateway and
 //! Honeycomb's OTLP endpoint per their documentation.
 //!
 //! | preset | endpoint | auth header | compression | batch bytes | attribute chars | metrics |

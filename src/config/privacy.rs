@@ -1,4 +1,4 @@
-//! `[privacy]`: the data-protection rules applied to every batch (design §7).
+//! `[privacy]`: the data-protection rules applied to every batch (docs/architecture.md#privacy).
 //!
 //! The rules are plain data here; `process` compiles them once at start-up. Defaults are the
 //! safe choice: URLs scrubbed, PII patterns redacted, user ids hashed.

@@ -1,4 +1,4 @@
-//! `[rate_limits]`: token buckets that protect the edge from floods (design §7).
+//! `[rate_limits]`: token buckets that protect the edge from floods (docs/architecture.md#rate-limits).
 //!
 //! A bucket refills at `*_requests_per_second` and holds up to `*_burst` requests; a request
 //! that finds it empty is refused with `429` and `Retry-After`. `0` requests per second turns

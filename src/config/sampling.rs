@@ -1,4 +1,4 @@
-//! `[sampling]`: which sessions leave as spans and logs (design §7).
+//! `[sampling]`: which sessions leave as spans and logs (docs/architecture.md#sampling).
 //!
 //! Sampling is per session and deterministic on the session id, so every beacon of a kept
 //! session is kept, on every replica. The aggregate metrics always see every session, so their

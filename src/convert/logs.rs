@@ -1,12 +1,12 @@
 //! Errors, web vitals, console logs and custom events → OTLP log records (events).
 //!
 //! Every record carries the trace and span id of the span that was active (interaction, call or
-//! page load), else of `documentLoad`, so a backend shows it on the trace (design §4).
+//! page load), else of `documentLoad`, so a backend shows it on the trace (docs/architecture.md#errors-logs-and-exemplars).
 //!
 //! | model | `event_name` | severity | attributes |
 //! | --- | --- | --- | --- |
-//! | error | `exception` | ERROR (17) | `exception.type`, `exception.message`, `exception.stacktrace` (otel.md §1.6) |
-//! | vital | `browser.web_vital` | INFO (9) | `browser.web_vital.{name,value,delta,id,rating,navigation_type}` (semconv v1.44, §1.7), `browser.web_vital.attribution.target` and `browser.web_vital.attribution.<key>` |
+//! | error | `exception` | ERROR (17) | `exception.type`, `exception.message`, `exception.stacktrace` (docs/otlp-mapping.md#exceptions) |
+//! | vital | `browser.web_vital` | INFO (9) | `browser.web_vital.{name,value,delta,id,rating,navigation_type}` (semconv v1.44, docs/otlp-mapping.md#web-vital-events), `browser.web_vital.attribution.target` and `browser.web_vital.attribution.<key>` |
 //! | console log | `browser.console` | the log's | body = the message |
 //! | custom event | its name | INFO (9) | the event's attributes |
 //!
@@ -20,7 +20,7 @@ use super::ids::SAMPLED;
 use super::{epoch_ms_to_nanos, BatchContext};
 use crate::model::{CustomEvent, ErrorEvent, LogEvent, RumEvent, Severity, SpanRef, WebVital};
 
-/// Event name of JS errors (global handlers use plain `exception`, otel.md §1.6).
+/// Event name of JS errors (global handlers use plain `exception`, docs/otlp-mapping.md#exceptions).
 pub const EVENT_EXCEPTION: &str = "exception";
 /// Event name of web-vital reports (semconv).
 pub const EVENT_WEB_VITAL: &str = "browser.web_vital";

@@ -1,4 +1,4 @@
-//! Convert: the RUM model → OTLP spans and log records (design.md §4, §5).
+//! Convert: the RUM model → OTLP spans and log records (docs/architecture.md#correlation, docs/otlp-mapping.md).
 //!
 //! One [`RumBatch`] becomes at most one `ResourceSpans` and one `ResourceLogs`, both with the
 //! resource of [`resource::build_resource`] and the instrumentation scope `rum-bridge` (the

@@ -1,6 +1,6 @@
 //! The OTLP `Resource` of browser telemetry: "this web app, in this browser".
 //!
-//! Attributes (otel.md §1.1, §1.10): `service.name` (the app; `unknown_service:webjs` when
+//! Attributes (docs/otlp-mapping.md#resource): `service.name` (the app; `unknown_service:webjs` when
 //! unnamed), `service.version`, `deployment.environment.name`, `telemetry.sdk.language = webjs`,
 //! `telemetry.sdk.name` / `.version` of the client library, `browser.brands`,
 //! `browser.platform`, `browser.mobile`, `browser.language`, `user_agent.original`, then the

@@ -1,6 +1,6 @@
 //! Page loads, interactions and HTTP calls → OTLP spans.
 //!
-//! Names and shapes follow the OpenTelemetry JS web instrumentations (otel.md §2.1–2.5), so
+//! Names and shapes follow the OpenTelemetry JS web instrumentations (docs/otlp-mapping.md#spans), so
 //! dashboards built for them work on bridge data:
 //!
 //! - `documentLoad` (INTERNAL): start `fetchStart` (else `startTime`), end `loadEventEnd` (else
@@ -17,7 +17,7 @@
 //!   `.render_blocking_status`. A response with its own `Server-Timing` trace gets a Link.
 //! - HTTP calls (CLIENT), named `{method} {url.template}` when `process` computed the
 //!   template, else by the normalized method alone (`HTTP` for unknown methods): the semconv
-//!   HTTP client attributes (otel.md §1.5) with `url.template`, and a Link to a
+//!   HTTP client attributes (docs/otlp-mapping.md#http-client-spans) with `url.template`, and a Link to a
 //!   `Server-Timing` trace that is not the call's own.
 //! - Interactions (INTERNAL), named by the DOM event type (`click`): `browser.css_selector`
 //!   (the target), and the INP phases in ms: `browser.interaction.input_delay`,
@@ -534,7 +534,7 @@ fn navigation_events(cx: &BatchContext, nav: &NavigationTiming) -> Vec<Event> {
     timed_events(cx, &milestones)
 }
 
-/// The network phases of a fetch (otel.md §2.2).
+/// The network phases of a fetch (docs/otlp-mapping.md#network-timing-events).
 fn network_events(cx: &BatchContext, t: &ResourceTimingPhases) -> Vec<Event> {
     let phases = [
         ("fetchStart", t.fetch_start),

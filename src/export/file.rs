@@ -1,6 +1,6 @@
 //! OTLP-JSON file transport: the embedded default destination.
 //!
-//! With no exporter configured the daemon still keeps what it receives (design §2): each batch
+//! With no exporter configured the daemon still keeps what it receives (docs/architecture.md#embedded-default): each batch
 //! becomes one `Export{Trace,Logs,Metrics}ServiceRequest` JSON object per line in
 //! `<path>/traces.jsonl`, `logs.jsonl`, `metrics.jsonl` — the OpenTelemetry collector's file
 //! exporter format, so the files can be read, or replayed into any collector later.

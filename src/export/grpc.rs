@@ -21,7 +21,7 @@ use super::retry::{classify_grpc_status, SendError};
 use super::{tls, Ack, ExportError, Transport};
 use crate::config::{Compression, ExporterConfig};
 
-/// Default OTLP/gRPC endpoint (`otel.md` §4.7).
+/// Default OTLP/gRPC endpoint (`docs/otlp-mapping.md#exporter-environment-variables`).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
 
 /// Sends batches to an OTLP/gRPC receiver.

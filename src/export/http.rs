@@ -2,7 +2,7 @@
 //!
 //! HTTP/protobuf is the protocol vendors recommend (New Relic, Datadog's direct intake) and the
 //! OpenTelemetry default; HTTP/JSON suits endpoints that only take JSON. URLs follow the exporter
-//! spec (`otel.md` §4.7): `<endpoint>/v1/<signal>` from the base endpoint, per-signal endpoints
+//! spec (`docs/otlp-mapping.md#exporter-environment-variables`): `<endpoint>/v1/<signal>` from the base endpoint, per-signal endpoints
 //! used as given. Bodies are encoded (and gzipped) once per batch and reused across retries.
 
 use std::time::SystemTime;
@@ -29,7 +29,7 @@ use super::{Ack, ExportError, Transport};
 use crate::config::{Compression, ExporterConfig, Protocol};
 use crate::handoff::Signal;
 
-/// Default OTLP/HTTP endpoint (`otel.md` §4.7).
+/// Default OTLP/HTTP endpoint (`docs/otlp-mapping.md#exporter-environment-variables`).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
 
 /// Responses are read up to this size (OTLP's default client limit); the rest is ignored.

@@ -1,6 +1,6 @@
 //! Retry policy for OTLP exports: which failures are worth another attempt, and how long to wait.
 //!
-//! The rules are the OTLP specification's (`otel.md` §4.5, §4.6): HTTP 429/502/503/504 and
+//! The rules are the OTLP specification's (`docs/otlp-mapping.md#export-retries`): HTTP 429/502/503/504 and
 //! connection failures are transient, every other 4xx/5xx is permanent; gRPC has its own code
 //! table, with `RESOURCE_EXHAUSTED` retryable only when the server attaches `RetryInfo`. Server
 //! hints (`Retry-After`, `RetryInfo.retry_delay`) win over our own exponential backoff.
@@ -53,7 +53,7 @@ pub enum HttpClass {
     Permanent,
 }
 
-/// Classifies an OTLP/HTTP response status (`otel.md` §4.5: only 429, 502, 503, 504 retry).
+/// Classifies an OTLP/HTTP response status (`docs/otlp-mapping.md#export-retries`: only 429, 502, 503, 504 retry).
 pub fn classify_http_status(status: u16) -> HttpClass {
     match status {
         200..=299 => HttpClass::Success,
@@ -72,10 +72,10 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Classifies a failed OTLP/gRPC call (`otel.md` §4.6), reading `google.rpc.RetryInfo` from the
+/// Classifies a failed OTLP/gRPC call (`docs/otlp-mapping.md#export-retries`), reading `google.rpc.RetryInfo` from the
 /// status details when present. A call that got no answer at all (the connection broke: tonic
 /// reports `UNKNOWN` with the transport error as source) is retried, like an HTTP request
-/// without a response (§4.5).
+/// without a response (docs/otlp-mapping.md#export-retries).
 pub fn classify_grpc_status(status: &tonic::Status) -> Disposition {
     if status.code() == Code::Unknown && broke_in_transport(status) {
         return Disposition::Retryable { after: None };

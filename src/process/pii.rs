@@ -2,7 +2,7 @@
 //!
 //! Error messages, stack traces, console logs and attributes are written by page code, which
 //! happily logs e-mail addresses, card numbers, tokens and IP addresses. [`PiiRules::redact`]
-//! replaces them before anything is exported (design §7):
+//! replaces them before anything is exported (docs/architecture.md#pii):
 //!
 //! | rule | finds | becomes |
 //! | --- | --- | --- |

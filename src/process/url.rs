@@ -2,7 +2,7 @@
 //!
 //! Page, resource and fetch URLs carry secrets and personal data: tokens and e-mail addresses
 //! in query strings, user ids and reset tokens in paths, credentials in the authority. Every URL
-//! the bridge exports goes through [`UrlRules::scrub`] (design §7), which
+//! the bridge exports goes through [`UrlRules::scrub`] (docs/architecture.md#urls), which
 //!
 //! - drops the fragment;
 //! - replaces credentials with `REDACTED:REDACTED@` (the semconv form for `url.full`);

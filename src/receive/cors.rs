@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 pub const ALLOWED_HEADERS: &str =
     "content-type, content-encoding, traceparent, tracestate, x-api-key";
 
-/// Request headers the Grafana Faro Web SDK may send (faro.md §2.1, §7): its session and retry
+/// Request headers the Grafana Faro Web SDK may send (docs/faro-mapping.md#transport): its session and retry
 /// headers, and `x-scope-orgid` for multi-tenant setups.
 pub const FARO_ALLOWED_HEADERS: &str = "content-type, content-encoding, traceparent, x-api-key, \
      x-faro-session-id, x-scope-orgid, idempotency-key";

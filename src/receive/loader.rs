@@ -1,4 +1,4 @@
-//! `GET /rum.js`: the browser loader, served by the bridge itself (design §3, §6).
+//! `GET /rum.js`: the browser loader, served by the bridge itself (docs/architecture.md#browser-loader).
 //!
 //! One script tag installs the loader, and its beacons go back to the origin it came from, so
 //! the bridge serves it. The loader's source is `loader/rum.js`; `scripts/build-loader.sh`

@@ -1,4 +1,4 @@
-//! Faro `meta` → the batch's [`PageContext`] (faro.md §1.3).
+//! Faro `meta` → the batch's [`PageContext`] (docs/faro-mapping.md#meta).
 //!
 //! | Faro | model / attribute |
 //! | --- | --- |

@@ -1,7 +1,7 @@
 //! Faro's performance and user-action events → page loads and interactions.
 //!
 //! `faro.performance.navigation` and `faro.performance.resource` do not carry the
-//! `PerformanceResourceTiming` marks, only durations between them, as strings (faro.md §1.7;
+//! `PerformanceResourceTiming` marks, only durations between them, as strings (docs/faro-mapping.md#performance-events;
 //! faro-web-sdk `performanceUtils.ts`):
 //!
 //! | Faro attribute | is |
