@@ -16,6 +16,7 @@ pub mod privacy;
 pub mod rate_limits;
 pub mod sampling;
 mod validate;
+pub use validate::exporter_set_problems;
 
 pub use env::{parse_key_values, EnvLookup, CONFIG_PATH_VAR};
 pub use presets::Preset;

@@ -36,18 +36,51 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
         }
     }
     apps(config, &mut p);
-    let mut names = HashSet::new();
-    let mut buffer_dirs = HashMap::new();
+    let mut unique = Unique::default();
     for (i, exporter) in config.exporters.iter().enumerate() {
+        unique.check(i, exporter, &mut p);
+        self::exporter(
+            &format!("exporters[{i}]"),
+            exporter,
+            config.metrics.temporality,
+            &mut p,
+        );
+    }
+    p.0
+}
+
+/// What the export stage needs of its exporter list: unique names and buffer directories, and
+/// sizes that are not zero. `Exporters::start` checks it again, since it may be given
+/// exporters that never went through a file; the rules are the same functions
+/// [`problems`] applies.
+pub fn exporter_set_problems(exporters: &[ExporterConfig]) -> Vec<String> {
+    let mut p = Problems(Vec::new());
+    let mut unique = Unique::default();
+    for (i, e) in exporters.iter().enumerate() {
+        unique.check(i, e, &mut p);
+        sizes(&format!("exporters[{i}]"), e, &mut p);
+    }
+    p.0
+}
+
+/// Exporter names and buffer directories seen so far.
+#[derive(Default)]
+struct Unique<'a> {
+    names: HashSet<&'a str>,
+    buffer_dirs: HashMap<&'a std::path::Path, usize>,
+}
+
+impl<'a> Unique<'a> {
+    fn check(&mut self, i: usize, e: &'a ExporterConfig, p: &mut Problems) {
         let at = format!("exporters[{i}]");
-        if !exporter.name.is_empty() && !names.insert(exporter.name.as_str()) {
+        if !e.name.is_empty() && !self.names.insert(e.name.as_str()) {
             p.add(
                 format!("{at}.name"),
-                format!("duplicate exporter name {:?}", exporter.name),
+                format!("duplicate exporter name {:?}", e.name),
             );
         }
-        if let Some(dir) = &exporter.buffer_dir {
-            if let Some(first) = buffer_dirs.get(dir) {
+        if let Some(dir) = &e.buffer_dir {
+            if let Some(first) = self.buffer_dirs.get(dir.as_path()) {
                 p.add(
                     format!("{at}.buffer_dir"),
                     format!(
@@ -57,12 +90,19 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
                     ),
                 );
             } else {
-                buffer_dirs.insert(dir, i);
+                self.buffer_dirs.insert(dir, i);
             }
         }
-        self::exporter(&at, exporter, config.metrics.temporality, &mut p);
     }
-    p.0
+}
+
+/// Queue and batch sizes must not be zero.
+fn sizes(at: &str, e: &ExporterConfig, p: &mut Problems) {
+    p.positive(format!("{at}.queue.capacity"), e.queue.capacity);
+    p.positive(format!("{at}.queue.concurrency"), e.queue.concurrency);
+    p.positive(format!("{at}.queue.max_bytes"), e.queue.max_bytes);
+    p.positive(format!("{at}.batch.max_items"), e.batch.max_items);
+    p.positive(format!("{at}.batch.max_bytes"), e.batch.max_bytes);
 }
 
 struct Problems(Vec<String>);
@@ -330,11 +370,7 @@ fn exporter(at: &str, e: &ExporterConfig, temporality: Temporality, p: &mut Prob
         }
     }
     p.non_zero_duration(format!("{at}.timeout"), e.timeout);
-    p.positive(format!("{at}.queue.capacity"), e.queue.capacity);
-    p.positive(format!("{at}.queue.concurrency"), e.queue.concurrency);
-    p.positive(format!("{at}.queue.max_bytes"), e.queue.max_bytes);
-    p.positive(format!("{at}.batch.max_items"), e.batch.max_items);
-    p.positive(format!("{at}.batch.max_bytes"), e.batch.max_bytes);
+    sizes(at, e, p);
     p.non_zero_duration(format!("{at}.batch.timeout"), e.batch.timeout);
     if let Some(dir) = &e.buffer_dir {
         if dir.as_os_str().is_empty() {

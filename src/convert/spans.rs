@@ -34,6 +34,7 @@ use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use super::attrs::AttrList;
 use super::ids::{child_span_id, derive_span, SAMPLED};
 use super::BatchContext;
+use crate::model::http::{normalize_method, resolve_url, server_address, OTHER_METHOD};
 use crate::model::{
     HttpCall, Interaction, NavigationTiming, PageLoad, ResourceTimingPhases, RumEvent, SpanRef,
     TraceContext,
@@ -43,12 +44,6 @@ use crate::model::{
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 /// `Span.flags` bit: the parent (or linked span) is remote.
 const FLAG_IS_REMOTE: u32 = 0x200;
-
-/// HTTP methods semconv knows (`http.request.method`); others become `_OTHER`.
-const KNOWN_METHODS: [&str; 9] = [
-    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
-];
-const OTHER_METHOD: &str = "_OTHER";
 
 fn local_flags(trace_flags: u8) -> u32 {
     FLAG_HAS_IS_REMOTE | u32::from(trace_flags)
@@ -440,44 +435,17 @@ fn known_trace(cx: &BatchContext, span_id: [u8; 8]) -> Option<[u8; 16]> {
     })
 }
 
-/// Normalizes an HTTP method per semconv: known methods in upper case, anything else
-/// `_OTHER`. The flag says whether `http.request.method_original` must be set.
-fn normalize_method(raw: &str) -> (&'static str, bool) {
-    match KNOWN_METHODS.iter().find(|m| m.eq_ignore_ascii_case(raw)) {
-        Some(m) => (m, *m != raw),
-        None => (OTHER_METHOD, !raw.is_empty()),
-    }
-}
-
 /// `url.full`, `server.address`, `server.port` of a request URL. A relative URL is resolved
 /// against the page URL; an unparsable one is kept as `url.full` only.
 fn url_attributes(attrs: &mut AttrList, raw: &str, page_url: Option<&str>) {
-    let parsed = match url::Url::parse(raw) {
-        Ok(u) => {
-            attrs.str("url.full", raw);
-            Some(u)
-        }
-        Err(url::ParseError::RelativeUrlWithoutBase) => {
-            let joined = page_url
-                .and_then(|base| url::Url::parse(base).ok())
-                .and_then(|base| base.join(raw).ok());
-            match &joined {
-                Some(u) => attrs.str("url.full", u.as_str()),
-                None => attrs.str("url.full", raw),
-            }
-            joined
-        }
-        Err(_) => {
-            attrs.str("url.full", raw);
-            None
-        }
+    let Some((u, relative)) = resolve_url(raw, page_url) else {
+        attrs.str("url.full", raw);
+        return;
     };
-    let Some(u) = parsed else { return };
-    match u.host() {
-        Some(url::Host::Domain(d)) => attrs.str("server.address", d),
-        Some(url::Host::Ipv4(ip)) => attrs.string("server.address", ip.to_string()),
-        Some(url::Host::Ipv6(ip)) => attrs.string("server.address", ip.to_string()),
-        None => {}
+    // An absolute URL is kept as sent; a relative one as resolved.
+    attrs.str("url.full", if relative { u.as_str() } else { raw });
+    if let Some(address) = server_address(&u) {
+        attrs.string("server.address", address);
     }
     if let Some(port) = u.port_or_known_default() {
         attrs.int("server.port", i64::from(port));

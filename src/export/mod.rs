@@ -20,7 +20,6 @@ mod queue;
 pub mod retry;
 pub mod tls;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,13 +50,10 @@ pub enum ExportError {
     NoRuntime,
     #[error("no exporter configured")]
     NoExporters,
-    #[error("exporter name {exporter:?} is used twice")]
-    DuplicateName { exporter: String },
-    #[error("exporter {exporter:?}: {setting} must be at least 1")]
-    InvalidLimit {
-        exporter: String,
-        setting: &'static str,
-    },
+    /// The exporter list breaks a rule of `config::validate::exporter_set_problems` (one line
+    /// per problem, each starting with its key).
+    #[error("invalid exporters: {}", problems.join("; "))]
+    Invalid { problems: Vec<String> },
     #[error("exporter {exporter:?}: invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint {
         exporter: String,
@@ -215,14 +211,9 @@ impl Exporters {
             return Err(ExportError::NoExporters);
         }
         tls::install_default_provider();
-        let mut names = HashSet::new();
-        for config in exporters {
-            if !names.insert(config.name.as_str()) {
-                return Err(ExportError::DuplicateName {
-                    exporter: config.name.clone(),
-                });
-            }
-            validate_limits(config)?;
+        let problems = crate::config::exporter_set_problems(exporters);
+        if !problems.is_empty() {
+            return Err(ExportError::Invalid { problems });
         }
         // Build every transport before spawning anything, so a bad config starts nothing.
         let transports = exporters
@@ -457,23 +448,6 @@ fn log_worker_end(result: Result<(), tokio::task::JoinError>) {
     }
 }
 
-fn validate_limits(config: &ExporterConfig) -> Result<(), ExportError> {
-    let zero = [
-        ("queue.capacity", config.queue.capacity),
-        ("batch.max_items", config.batch.max_items),
-        ("batch.max_bytes", config.batch.max_bytes),
-    ]
-    .into_iter()
-    .find(|(_, value)| *value == 0);
-    match zero {
-        Some((setting, _)) => Err(ExportError::InvalidLimit {
-            exporter: config.name.clone(),
-            setting,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// A configured transport, before its task is spawned.
 // Lives only during start-up, so the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -604,16 +578,15 @@ mod tests {
         let twice = [file_config("a", dir.path()), file_config("a", dir.path())];
         assert!(matches!(
             Exporters::start(&twice, metrics.clone()),
-            Err(ExportError::DuplicateName { .. })
+            Err(ExportError::Invalid { problems })
+                if problems == ["exporters[1].name: duplicate exporter name \"a\""]
         ));
         let mut zero = file_config("a", dir.path());
         zero.queue.capacity = 0;
         assert!(matches!(
             Exporters::start(&[zero], metrics),
-            Err(ExportError::InvalidLimit {
-                setting: "queue.capacity",
-                ..
-            })
+            Err(ExportError::Invalid { problems })
+                if problems == ["exporters[0].queue.capacity: must be greater than 0"]
         ));
     }
 

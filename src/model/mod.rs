@@ -10,6 +10,7 @@
 //! `time_origin_ms = 0`. Clock-skew correction then only has to move `time_origin_ms`.
 
 pub mod faro_contrib;
+pub mod http;
 pub mod otlp;
 pub mod semconv;
 pub mod trace_context;

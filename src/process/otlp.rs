@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+use crate::model::http::split_host_port;
 use crate::model::otlp::kv;
 
 /// What the edge knows about the sender, added to resources that lack it.
@@ -146,11 +147,9 @@ pub fn normalize_attributes(attrs: &mut Vec<KeyValue>) {
             if let Some(Value::StringValue(host)) =
                 attrs[i].value.as_mut().and_then(|v| v.value.as_mut())
             {
-                if let Some((h, p)) = host.rsplit_once(':') {
-                    if let Ok(p) = p.parse::<u16>() {
-                        port = Some(i64::from(p));
-                        *host = h.to_owned();
-                    }
+                if let Some((h, Some(p))) = split_host_port(host) {
+                    port = Some(i64::from(p));
+                    *host = h;
                 }
             }
         }
