@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the whole-daemon tests need (idempotent: each step is skipped when done):
-#   - rotel, a Rust OpenTelemetry collector, shipped as a binary inside the PyPI wheel `rotel`,
-#     into ./.tools;
+#   - rotel, a Rust OpenTelemetry collector, shipped as a binary inside the PyPI wheel `rotel`
+#     (the version pinned in ROTEL_VERSION below), into ./.tools;
 #   - Debian's chromium and chromium-driver, for the browser tests (headless, driven over
 #     WebDriver);
 #   - the npm packages the browser tests load into pages (tests/browser/package-lock.json:
@@ -9,14 +9,21 @@
 #   - the loader's build tool (terser, pinned in loader/package-lock.json) into
 #     loader/node_modules, for the test that rum.min.js is the build of rum.js.
 set -euo pipefail
+
+# The rotel wheel is pinned: it has only pre-releases (0.0.1aN), so an unpinned download takes
+# whatever alpha was published last and silently changes the collector under the tests. Bump it
+# on purpose and rerun the tests. (The agent's --version is not the wheel's: 0.0.1a15 prints
+# "0.0.1-alpha10"; .tools/rotel/VERSION records which wheel was installed.)
+ROTEL_VERSION=0.0.1a15
+
 cd "$(dirname "$0")/.."
 tools="$PWD/.tools"
 mkdir -p "$tools"
 
-if [ ! -x "$tools/rotel/rotel-agent" ]; then
-  echo "installing rotel (collector) from PyPI into .tools/rotel"
+if [ ! -x "$tools/rotel/rotel-agent" ] || [ "$(cat "$tools/rotel/VERSION" 2>/dev/null)" != "$ROTEL_VERSION" ]; then
+  echo "installing rotel $ROTEL_VERSION (collector) from PyPI into .tools/rotel"
   tmp=$(mktemp -d)
-  python3 -m pip download --quiet --no-deps --only-binary=:all: rotel -d "$tmp"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "rotel==$ROTEL_VERSION" -d "$tmp"
   python3 - "$tmp" "$tools" <<'PY'
 import glob, sys, zipfile
 tmp, tools = sys.argv[1], sys.argv[2]
@@ -25,6 +32,7 @@ with zipfile.ZipFile(wheel) as z:
     z.extract("rotel/rotel-agent", tools)
 PY
   chmod +x "$tools/rotel/rotel-agent"
+  echo "$ROTEL_VERSION" >"$tools/rotel/VERSION"
   rm -rf "$tmp"
 fi
 "$tools/rotel/rotel-agent" --version >/dev/null 2>&1 || "$tools/rotel/rotel-agent" --help >/dev/null
