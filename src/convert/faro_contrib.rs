@@ -64,6 +64,9 @@ use std::sync::LazyLock;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use regex::Regex;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::OffsetDateTime;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::attrs::{any_string, has_key, kv, truncate_str, truncate_values};
@@ -576,37 +579,18 @@ pub fn go_float(v: f64) -> String {
 /// Epoch nanoseconds as Go's `2006-01-02T15:04:05.999Z07:00` in UTC: milliseconds without
 /// trailing zeros, no fraction at all on a whole second.
 pub fn rfc3339_millis(nanos: u64) -> String {
-    let ms = nanos / 1_000_000;
-    let (secs, millis) = (ms / 1000, ms % 1000);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    if millis != 0 {
-        let frac = format!(".{millis:03}");
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    const WHOLE: &[BorrowedFormatItem<'_>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    const MILLIS: &[BorrowedFormatItem<'_>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:1+]Z");
+    // Sub-millisecond parts are cut, as Go's `.999` does; `1+` then drops trailing zeros.
+    let millis = nanos / 1_000_000;
+    let format = if millis % 1000 == 0 { WHOLE } else { MILLIS };
+    // Every u64 of nanoseconds (up to the year 2554) is a valid `OffsetDateTime`.
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(format).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
