@@ -1,6 +1,5 @@
 //! Numbers and times printed as Go prints them, for faro-contrib bodies: `%v` floats and the
-//! `2006-01-02T15:04:05.999Z07:00` time layout (docs/faro-mapping.md, "faro-contrib compat
-//! mode").
+//! `2006-01-02T15:04:05.999Z07:00` time layout (docs/faro-mapping.md#faro-contrib-compat-mode).
 
 use std::fmt::Write as _;
 

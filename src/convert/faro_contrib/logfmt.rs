@@ -1,6 +1,6 @@
 //! The logfmt writer of faro-contrib bodies: keys and values written, quoted and escaped as
-//! `go-logfmt`'s `MarshalKeyvals` writes them (docs/faro-mapping.md, "faro-contrib compat
-//! mode").
+//! `go-logfmt`'s `MarshalKeyvals` writes them
+//! (docs/faro-mapping.md#faro-contrib-compat-mode).
 
 use std::fmt::Write as _;
 

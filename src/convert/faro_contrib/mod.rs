@@ -1,5 +1,5 @@
 //! Faro items as the OpenTelemetry collector-contrib faro receiver shapes them
-//! (`[faro] compat = "faro-contrib"`; docs/faro-mapping.md, "faro-contrib compat mode").
+//! (`[faro] compat = "faro-contrib"`, docs/faro-mapping.md#faro-contrib-compat-mode).
 //!
 //! Why it exists: Grafana's Frontend Observability views are fed by contrib's Faro exporter
 //! (`pkg/translator/faro/logs_to_faro.go`), which turns OTLP log records back into Faro payloads

@@ -2,12 +2,12 @@
 //!
 //! Faro payloads come from many SDK versions and from hand-written senders, and their types
 //! drift: viewport sizes and every event attribute are strings, `brands` is a string or an array,
-//! old senders put numbers where strings belong (faro.md §1.3, §1.9). Alloy's Go structs reject
-//! the whole batch on the first mismatch. Here each field of the typed item structs is read
-//! through a helper that accepts any JSON type, coerces what has an obvious meaning (numbers as
-//! strings and back) and reads the rest as absent, so a derived struct only fails when the item
-//! itself is not an object. Containers that are skipped are drained with `IgnoredAny`, which
-//! serde_json walks without recursion.
+//! old senders put numbers where strings belong (docs/faro-mapping.md#lenient-decoding). Alloy's
+//! Go structs reject the whole batch on the first mismatch. Here each field of the typed item
+//! structs is read through a helper that accepts any JSON type, coerces what has an obvious
+//! meaning (numbers as strings and back) and reads the rest as absent, so a derived struct only
+//! fails when the item itself is not an object. Containers that are skipped are drained with
+//! `IgnoredAny`, which serde_json walks without recursion.
 
 use std::borrow::Cow;
 use std::fmt;
