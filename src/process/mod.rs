@@ -1,21 +1,24 @@
 //! Process: what happens to decoded RUM data between the edge and the OTLP mapping.
 //!
 //! Every batch — native beacons, Faro payloads and OTLP passthrough alike — goes through this
-//! stage, so rules written once apply to all formats (design.md §1, §7):
+//! stage, so rules written once apply to all formats (docs/architecture.md#process,
+//! docs/architecture.md#privacy):
 //!
 //! - **clock skew** ([`skew`]): browser clocks are often wrong; times are moved onto the
 //!   bridge's clock when the difference is large, and the shift is recorded.
-//! - **privacy** ([`Processor`]): URL scrubbing and templating ([`url`]), PII redaction in
+//! - **privacy** ([`privacy`]): URL scrubbing and templating ([`url`]), PII redaction in
 //!   messages, stack traces and attributes and user-id hashing ([`pii`]).
 //! - **client address** ([`client_ip`]): the peer or what trusted proxies say; exported only
 //!   truncated and only when configured.
-//! - **consent and sampling** ([`Processor::withhold`], [`sampling`]): a page that reports
+//! - **consent and sampling** ([`consent`], [`sampling`]): a page that reports
 //!   consent without the analytics category, or an honoured `Sec-GPC: 1`, sends no spans or
 //!   logs; sessions are sampled deterministically on their id, so kept sessions are whole,
 //!   and errors and poor vitals may be kept regardless. Withheld events still feed the
 //!   aggregate metrics (counted in `items_dropped{reason}`).
 //! - **enrichment**: user-agent parsing ([`user_agent`]: `user_agent.name/version/os.*`,
-//!   `rum.device.class`) on the resource; geo lookup and source maps are to come.
+//!   `rum.device.class`) and geo lookup ([`geo`]: `geo.*` from the client's address, with
+//!   `[geo] database`) on the resource. Source maps are not applied yet
+//!   (docs/architecture.md#known-gaps-against-the-design).
 //!
 //! - **size caps** ([`limits`]): attributes per item and value lengths, on every payload just
 //!   before it is queued.
@@ -36,29 +39,30 @@
 //! | Faro items kept for `[faro] compat = "faro-contrib"` ([`faro_contrib`]) | as their model counterparts: texts by PII rules, frame URLs as in stacks, context and event attributes as attributes, a performance event's `name` as a URL, session and page attributes as attributes; browser name, version, OS and brands untouched, like the user agent |
 
 pub mod client_ip;
+mod consent;
 mod faro_contrib;
 pub mod geo;
 pub mod limits;
 pub mod otlp;
 pub mod pii;
+mod privacy;
 pub mod sampling;
 pub mod skew;
 pub mod url;
 pub mod user_agent;
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use crate::admin::Metrics;
 use crate::config::privacy::UserIdMode;
 use crate::config::Config;
-use crate::model::{AttrValue, Attributes, PageContext, RumBatch, RumEvent};
+use crate::model::semconv::CLIENT_ADDRESS as ATTR_CLIENT_ADDRESS;
+use crate::model::{AttrValue, RumBatch, RumEvent};
 
 use client_ip::ClientIps;
 use geo::GeoIp;
@@ -66,6 +70,9 @@ use pii::{PiiRules, UserIds};
 use sampling::{string_attribute, Sampling};
 use url::UrlRules;
 use user_agent::UserAgents;
+
+pub use consent::{dropped, Dropped, ExportPolicy, Withheld};
+use privacy::KeyClass;
 
 /// Why the processing rules could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -90,44 +97,6 @@ pub struct RequestInfo {
     pub sample_rate: Option<f64>,
 }
 
-/// Reasons data is held back from span/log export (`items_dropped{reason}`).
-pub mod dropped {
-    /// The session is outside the sample.
-    pub const SAMPLED_OUT: &str = "sampled_out";
-    /// The page reported its consent without the analytics category.
-    pub const NO_CONSENT: &str = "no_consent";
-    /// `Sec-GPC: 1` with `privacy.honor_gpc`.
-    pub const GPC: &str = "gpc";
-}
-
-/// Events of a batch held back from span/log export: they may still feed aggregate metrics.
-#[derive(Debug)]
-pub struct Withheld {
-    /// One of the [`dropped`] reasons.
-    pub reason: &'static str,
-    pub events: Vec<RumEvent>,
-}
-
-/// What of a batch may leave as spans or logs ([`Processor::export_policy`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportPolicy {
-    Everything,
-    /// Nothing, for one of the [`dropped`] reasons.
-    Nothing(&'static str),
-    /// The session is outside the sample: only errors and poor vitals, when configured.
-    KeptAnyway,
-}
-
-/// OTLP items removed from a passthrough request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped {
-    /// One of the [`dropped`] reasons.
-    pub reason: &'static str,
-    pub count: usize,
-}
-
-use crate::model::semconv::{CLIENT_ADDRESS as ATTR_CLIENT_ADDRESS, SESSION_ID as ATTR_SESSION_ID};
-
 /// The compiled processing rules, shared by every request.
 #[derive(Debug)]
 pub struct Processor {
@@ -140,65 +109,6 @@ pub struct Processor {
     honor_gpc: bool,
     user_agents: UserAgents,
     geo: Option<GeoIp>,
-}
-
-/// Attribute keys holding a user id.
-const USER_ID_KEYS: [&str; 2] = ["user.id", "enduser.id"];
-/// Attribute keys left as they are: user agents are not personal data but look like IPs
-/// (`Chrome/120.0.0.0`), and a server's address is the server's, not the user's (URL hosts
-/// are kept too).
-const UNTOUCHED_KEYS: [&str; 4] = [
-    "user_agent.original",
-    "http.user_agent",
-    "url.template",
-    "server.address",
-];
-/// Attribute keys holding a whole (possibly relative) URL.
-const URL_KEYS: [&str; 6] = [
-    "url.full",
-    "http.url",
-    "http.target",
-    "url.path",
-    "url.original",
-    "referrer",
-];
-
-/// What kind of value an attribute key holds, for scrubbing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyClass {
-    Untouched,
-    UserId,
-    Url,
-    Query,
-    Fragment,
-    Stack,
-    Text,
-}
-
-impl KeyClass {
-    fn of(key: &str) -> Self {
-        if UNTOUCHED_KEYS.contains(&key) {
-            KeyClass::Untouched
-        } else if USER_ID_KEYS.contains(&key) {
-            KeyClass::UserId
-        } else if key == "url.query" {
-            KeyClass::Query
-        } else if key == "url.fragment" {
-            KeyClass::Fragment
-        } else if key == "exception.stacktrace" {
-            KeyClass::Stack
-        } else if URL_KEYS.contains(&key)
-            || key.ends_with("url")
-            || key.ends_with("Url")
-            || key.ends_with("URL")
-            || key.ends_with(".url.full")
-            || key.ends_with(".href")
-        {
-            KeyClass::Url
-        } else {
-            KeyClass::Text
-        }
-    }
 }
 
 impl Processor {
@@ -232,73 +142,6 @@ impl Processor {
     /// The compiled URL rules (scrubbing and `url.template`).
     pub fn url_rules(&self) -> &UrlRules {
         &self.url
-    }
-
-    /// Why nothing of this request may leave as spans or logs, if so: consent reported
-    /// without the configured category, or an honoured `Sec-GPC: 1`.
-    fn restriction(
-        &self,
-        consent: Option<&[String]>,
-        request: &RequestInfo,
-    ) -> Option<&'static str> {
-        if consent.is_some_and(|granted| !granted.contains(&self.consent_category)) {
-            Some(dropped::NO_CONSENT)
-        } else if self.honor_gpc && request.gpc {
-            Some(dropped::GPC)
-        } else {
-            None
-        }
-    }
-
-    /// What of a batch may leave as spans or logs: nothing under a consent restriction, else
-    /// everything of a session in the sample, else only what is kept anyway (errors and poor
-    /// vitals, when configured).
-    pub fn export_policy(&self, ctx: &PageContext, request: &RequestInfo) -> ExportPolicy {
-        if let Some(reason) = self.restriction(ctx.consent.as_deref(), request) {
-            return ExportPolicy::Nothing(reason);
-        }
-        let rate = self.sampling.rate(request.sample_rate);
-        if Sampling::keeps_session(ctx.session_id.as_deref(), rate) {
-            ExportPolicy::Everything
-        } else {
-            ExportPolicy::KeptAnyway
-        }
-    }
-
-    /// Whether `policy` lets an item leave; `event` is the model event it was made into, if any.
-    pub fn exports(&self, policy: ExportPolicy, event: Option<&RumEvent>) -> bool {
-        match policy {
-            ExportPolicy::Everything => true,
-            ExportPolicy::Nothing(_) => false,
-            ExportPolicy::KeptAnyway => event.is_some_and(|e| self.sampling.keeps_event_anyway(e)),
-        }
-    }
-
-    /// Takes out of `batch.events` what must not leave as spans or logs
-    /// ([`export_policy`](Self::export_policy)). The caller still feeds them to the aggregate
-    /// metrics and counts them.
-    pub fn withhold(&self, batch: &mut RumBatch, request: &RequestInfo) -> Option<Withheld> {
-        if batch.events.is_empty() {
-            return None;
-        }
-        let reason = match self.export_policy(&batch.context, request) {
-            ExportPolicy::Everything => return None,
-            ExportPolicy::Nothing(reason) => {
-                return Some(Withheld {
-                    reason,
-                    events: std::mem::take(&mut batch.events),
-                })
-            }
-            ExportPolicy::KeptAnyway => dropped::SAMPLED_OUT,
-        };
-        let (kept, withheld): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.events)
-            .into_iter()
-            .partition(|e| self.exports(ExportPolicy::KeptAnyway, Some(e)));
-        batch.events = kept;
-        (!withheld.is_empty()).then_some(Withheld {
-            reason,
-            events: withheld,
-        })
     }
 
     /// Applies the privacy rules to every URL and text field of a batch (module docs), and
@@ -442,223 +285,6 @@ impl Processor {
         dropped
     }
 
-    /// Removes held-back OTLP items: all of them under a GPC restriction, else the items
-    /// whose session (`session.id` on the item, else on the resource) is outside the sample
-    /// and that are not kept anyway. Resources left empty are removed.
-    fn withhold_otlp<R>(
-        &self,
-        resources: &mut Vec<R>,
-        request: &RequestInfo,
-        count: impl Fn(&R) -> usize,
-        retain: impl Fn(&mut R, &dyn Fn(&[KeyValue], bool) -> bool),
-        resource: impl Fn(&R) -> Option<&Resource>,
-    ) -> Option<Dropped> {
-        let before: usize = resources.iter().map(&count).sum();
-        if before == 0 {
-            return None;
-        }
-        if let Some(reason) = self.restriction(None, request) {
-            resources.clear();
-            return Some(Dropped {
-                reason,
-                count: before,
-            });
-        }
-        let rate = self.sampling.rate(request.sample_rate);
-        if rate >= 1.0 {
-            return None;
-        }
-        for r in resources.iter_mut() {
-            let resource_session = resource(r)
-                .and_then(|res| string_attribute(&res.attributes, ATTR_SESSION_ID))
-                .map(str::to_owned);
-            retain(r, &|attributes, keep_anyway| {
-                let session =
-                    string_attribute(attributes, ATTR_SESSION_ID).or(resource_session.as_deref());
-                keep_anyway || Sampling::keeps_session(session, rate)
-            });
-        }
-        resources.retain(|r| count(r) > 0);
-        let after: usize = resources.iter().map(&count).sum();
-        (after < before).then_some(Dropped {
-            reason: dropped::SAMPLED_OUT,
-            count: before - after,
-        })
-    }
-
-    /// Scrubs a URL in place and returns its template; the PII rules then run on the query,
-    /// whose allow-listed values may still hold e-mail addresses (`utm_content=…`).
-    fn scrub_url(&self, url: &mut String) -> String {
-        let scrubbed = self.url.scrub(url);
-        *url = scrubbed.full;
-        self.redact_query(url);
-        scrubbed.template
-    }
-
-    fn scrub_url_full(&self, url: &mut String) {
-        *url = self.url.scrub_full(url);
-        self.redact_query(url);
-    }
-
-    fn redact_query(&self, url: &mut String) {
-        let Some(start) = url.find('?') else { return };
-        if let Cow::Owned(query) = self.pii.redact(&url[start..]) {
-            url.truncate(start);
-            url.push_str(&query);
-        }
-    }
-
-    /// A stack trace: the URLs of its frames keep scheme, host and path (source maps need
-    /// them exactly) but their query values are redacted like any URL's and fragments
-    /// dropped; then the PII rules run over the whole text.
-    fn scrub_stack(&self, stack: &mut String) {
-        if stack.contains("://") && stack.contains(['?', '#']) {
-            let mut out = String::with_capacity(stack.len());
-            let mut rest = stack.as_str();
-            while let Some(at) = rest.find("://") {
-                let start = rest[..at]
-                    .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '-' && c != '.')
-                    .map_or(0, |i| i + 1);
-                let len = rest[at..]
-                    .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '<' | '>'))
-                    .unwrap_or(rest.len() - at);
-                let end = at + len;
-                out.push_str(&rest[..start]);
-                self.scrub_frame_url(&rest[start..end], &mut out);
-                rest = &rest[end..];
-            }
-            out.push_str(rest);
-            *stack = out;
-        }
-        self.pii.redact_string(stack);
-    }
-
-    /// Appends `url` (a frame location, maybe ending in `:line:column`) to `out` with its
-    /// query scrubbed and its fragment removed.
-    fn scrub_frame_url(&self, url: &str, out: &mut String) {
-        let Some(cut) = url.find(['?', '#']) else {
-            out.push_str(url);
-            return;
-        };
-        let (location, tail) = url.split_at(cut);
-        // `:line` or `:line:column` after the query belongs to the frame, not to the URL.
-        let mut position = tail.len();
-        for _ in 0..2 {
-            match tail[..position].rfind(':') {
-                Some(colon)
-                    if colon + 1 < position
-                        && tail[colon + 1..position]
-                            .bytes()
-                            .all(|b| b.is_ascii_digit()) =>
-                {
-                    position = colon;
-                }
-                _ => break,
-            }
-        }
-        let (query, line_col) = tail.split_at(position);
-        out.push_str(location);
-        let query = query.split('#').next().unwrap_or_default();
-        if query.len() > 1 {
-            let mut scrubbed = format!("https://x{query}");
-            self.scrub_url_full(&mut scrubbed);
-            if let Some(q) = scrubbed.find('?') {
-                out.push_str(&scrubbed[q..]);
-            }
-        }
-        out.push_str(line_col);
-    }
-
-    fn redact_opt(&self, text: &mut Option<String>) {
-        if let Some(text) = text {
-            self.pii.redact_string(text);
-        }
-    }
-
-    fn scrub_attributes(&self, attributes: &mut Attributes) {
-        attributes.retain_mut(|(key, value)| match value {
-            AttrValue::Str(text) => self.scrub_text(KeyClass::of(key), text),
-            _ => KeyClass::of(key) != KeyClass::Fragment,
-        });
-    }
-
-    /// Scrubs one string value by the class of its key; `false` when the value must go
-    /// (a fragment, or a user id under `privacy.user_id = "drop"`).
-    fn scrub_text(&self, class: KeyClass, text: &mut String) -> bool {
-        match class {
-            KeyClass::Untouched => {}
-            KeyClass::Fragment => return false,
-            KeyClass::UserId => {
-                let mut id = Some(std::mem::take(text));
-                self.user_ids.apply(&mut id);
-                match id {
-                    Some(id) => *text = id,
-                    None => return false,
-                }
-            }
-            KeyClass::Url => self.scrub_url_full(text),
-            KeyClass::Query => {
-                let mut query = format!("?{text}");
-                self.scrub_url_full(&mut query);
-                text.clear();
-                text.push_str(query.strip_prefix('?').unwrap_or_default());
-            }
-            KeyClass::Stack => self.scrub_stack(text),
-            KeyClass::Text => self.pii.redact_string(text),
-        }
-        true
-    }
-
-    fn scrub_resource(&self, resource: &mut Option<Resource>, request: &RequestInfo) {
-        if let Some(resource) = resource {
-            self.scrub_key_values(&mut resource.attributes);
-            self.add_user_agent_attributes(&mut resource.attributes);
-        }
-        if let (Some(geo), Some(ip)) = (&self.geo, request.client_ip) {
-            let found = geo.lookup(ip);
-            if !found.is_empty() {
-                let attributes = &mut resource.get_or_insert_with(Resource::default).attributes;
-                for (key, value) in found {
-                    attributes.retain(|kv| kv.key != key);
-                    attributes.push(string_kv(key, value));
-                }
-            }
-        }
-        let Some(address) = request
-            .client_ip
-            .and_then(|ip| self.client_ips.exported(ip))
-        else {
-            return;
-        };
-        let attributes = &mut resource.get_or_insert_with(Resource::default).attributes;
-        attributes.retain(|kv| kv.key != ATTR_CLIENT_ADDRESS);
-        attributes.push(string_kv(ATTR_CLIENT_ADDRESS, address));
-    }
-
-    fn scrub_key_values(&self, attributes: &mut Vec<KeyValue>) {
-        attributes.retain_mut(|kv| {
-            let class = KeyClass::of(&kv.key);
-            match &mut kv.value {
-                Some(value) => self.scrub_any_value(class, value),
-                None => class != KeyClass::Fragment,
-            }
-        });
-    }
-
-    /// Scrubs a value (arrays and maps included); `false` when it must go (see
-    /// [`scrub_text`](Self::scrub_text)).
-    fn scrub_any_value(&self, class: KeyClass, value: &mut AnyValue) -> bool {
-        match &mut value.value {
-            Some(Value::StringValue(text)) => return self.scrub_text(class, text),
-            Some(Value::ArrayValue(array)) => {
-                array.values.retain_mut(|v| self.scrub_any_value(class, v));
-            }
-            Some(Value::KvlistValue(list)) => self.scrub_key_values(&mut list.values),
-            _ => {}
-        }
-        class != KeyClass::Fragment
-    }
-
     /// Adds the parsed `user_agent.*` attributes (and `rum.device.class`) the resource lacks.
     fn add_user_agent_attributes(&self, attributes: &mut Vec<KeyValue>) {
         let Some(ua) = string_attribute(attributes, "user_agent.original") else {
@@ -669,23 +295,6 @@ impl Processor {
             if !attributes.iter().any(|kv| kv.key == key) {
                 attributes.push(string_kv(key, value.to_owned()));
             }
-        }
-    }
-
-    /// Adds `url.template` next to a `url.full` (already scrubbed) when the span has none.
-    fn add_url_template(&self, attributes: &mut Vec<KeyValue>) {
-        if attributes.iter().any(|kv| kv.key == "url.template") {
-            return;
-        }
-        let full = attributes.iter().find_map(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::StringValue(url)),
-            }) if kv.key == "url.full" => Some(url),
-            _ => None,
-        });
-        if let Some(url) = full {
-            let template = self.url.template(url);
-            attributes.push(string_kv("url.template", template));
         }
     }
 }
@@ -707,64 +316,28 @@ mod tests {
         CustomEvent, ErrorEvent, HttpCall, Interaction, LogEvent, NavigationTiming, PageContext,
         PageLoad, Rating, ResourceTiming, VitalName, WebVital,
     };
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
-    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
-    use opentelemetry_proto::tonic::trace::v1::span::Event;
-    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
 
-    const EMAIL: &str = "alice@example.com";
-    const CARD: &str = "4111 1111 1111 1111";
-    const KEY: &str = "0123456789abcdef0123";
+    pub(super) const EMAIL: &str = "alice@example.com";
+    pub(super) const CARD: &str = "4111 1111 1111 1111";
+    pub(super) const KEY: &str = "0123456789abcdef0123";
 
-    fn processor_with(config: &Config) -> (Processor, Metrics) {
+    pub(super) fn processor_with(config: &Config) -> (Processor, Metrics) {
         let metrics = Metrics::new();
         (Processor::new(config, &metrics).unwrap(), metrics)
     }
 
-    fn processor() -> Processor {
+    pub(super) fn processor() -> Processor {
         let mut config = Config::default();
         config.privacy.user_id_key = Some(KEY.into());
         processor_with(&config).0
     }
 
-    fn s(text: &str) -> AttrValue {
+    pub(super) fn s(text: &str) -> AttrValue {
         AttrValue::Str(text.into())
     }
 
-    #[test]
-    fn stack_frame_urls_keep_their_path_and_position_but_not_their_query() {
-        let p = processor();
-        let cases = [
-            (
-                "Error: x\n    at pay (https://shop.example.com/app.3f2a.js?token=a8Fk29xQ7mP3zL0w:10:5)",
-                "Error: x\n    at pay (https://shop.example.com/app.3f2a.js?token=REDACTED:10:5)",
-            ),
-            (
-                "at https://cdn.example.com/v/12345/main.js?utm_source=x&sid=s3cr3t#frag:1:2",
-                "at https://cdn.example.com/v/12345/main.js?utm_source=x&sid=REDACTED:1:2",
-            ),
-            (
-                "lookup@https://shop.example.com/a.js:3:7\nglobal code@https://shop.example.com/?email=a%40b.io:1:1",
-                "lookup@https://shop.example.com/a.js:3:7\nglobal code@https://shop.example.com/?email=REDACTED:1:1",
-            ),
-            // Nothing to do: paths are never templated in stacks (source maps need them).
-            (
-                "at f (https://shop.example.com/static/5f8e9a1b2c3d4e5f.js:1:2)",
-                "at f (https://shop.example.com/static/5f8e9a1b2c3d4e5f.js:1:2)",
-            ),
-            ("ünïcödé ?x=1 no url", "ünïcödé ?x=1 no url"),
-        ];
-        for (input, expected) in cases {
-            let mut stack = input.to_owned();
-            p.scrub_stack(&mut stack);
-            assert_eq!(stack, expected);
-        }
-        let mut long = format!("at f (https://e.com/a.js?q={}:1:2)", "é".repeat(10_000));
-        p.scrub_stack(&mut long);
-        assert_eq!(long, "at f (https://e.com/a.js?q=REDACTED:1:2)");
-    }
-
-    fn batch() -> RumBatch {
+    pub(super) fn batch() -> RumBatch {
         RumBatch {
             context: PageContext {
                 page_url: Some(format!(
@@ -840,154 +413,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_url_and_text_field_of_a_batch_is_scrubbed() {
-        let p = processor();
-        let mut b = batch();
-        p.process_batch(&mut b);
-        let ctx = &b.context;
-        assert_eq!(
-            ctx.page_url.as_deref(),
-            Some(
-                "https://REDACTED:REDACTED@shop.example.com/users/{id}/orders/{id}?token=REDACTED"
-            )
-        );
-        assert_eq!(
-            ctx.page_url_template.as_deref(),
-            Some("/users/{id}/orders/{id}")
-        );
-        assert_eq!(
-            ctx.referrer.as_deref(),
-            Some("https://mail.example.com/inbox/{id}?u=REDACTED")
-        );
-        assert_eq!(
-            ctx.user_id.as_deref(),
-            Some(
-                UserIds::new(UserIdMode::Hash, Some(KEY))
-                    .hash("user-42")
-                    .as_str()
-            )
-        );
-        assert_eq!(
-            ctx.user_agent.as_deref(),
-            Some("Mozilla/5.0 Chrome/120.0.0.0")
-        );
-        assert_eq!(ctx.attributes[0].1, s("owner [email]"));
-        assert_eq!(ctx.attributes[1].1, s("Chrome/120.0.0.0"));
-
-        let RumEvent::PageLoad(pl) = &b.events[0] else {
-            panic!()
-        };
-        assert_eq!(
-            pl.navigation.url.as_deref(),
-            Some("https://shop.example.com/reset/{id}")
-        );
-        assert_eq!(
-            pl.resources[0].url,
-            "https://cdn.example.com/img/42.png?sig=REDACTED"
-        );
-        let RumEvent::Vital(v) = &b.events[1] else {
-            panic!()
-        };
-        assert_eq!(v.target.as_deref(), Some("a[href=\"mailto:[email]\"]"));
-        assert_eq!(v.attribution[0].1, s("https://x.test/p/{id}?q=REDACTED"));
-        let RumEvent::Interaction(i) = &b.events[2] else {
-            panic!()
-        };
-        assert_eq!(i.target.as_deref(), Some("#[email]"));
-        assert_eq!(i.attributes[0].1, s("ip [ip]"));
-        let RumEvent::HttpCall(c) = &b.events[3] else {
-            panic!()
-        };
-        assert_eq!(
-            c.url,
-            "https://api.example.com/users/{id}/cards?utm_content=[email]&x=REDACTED"
-        );
-        assert_eq!(c.url_template.as_deref(), Some("/users/{id}/cards"));
-        assert_eq!(
-            c.attributes,
-            vec![
-                (
-                    "http.url".into(),
-                    s("https://api.example.com/a/{id}?k=REDACTED")
-                ),
-                ("url.query".into(), s("k=REDACTED&utm_source=news")),
-            ]
-        );
-        let RumEvent::Error(e) = &b.events[4] else {
-            panic!()
-        };
-        assert_eq!(e.message.as_deref(), Some("charge failed for [card]"));
-        assert_eq!(
-            e.stack.as_deref(),
-            Some("Error: [email]\n at pay (https://shop.example.com/app.js:1:2)")
-        );
-        assert_eq!(e.attributes[0].1, s(&p.user_ids.hash("bob")));
-        let RumEvent::Log(l) = &b.events[5] else {
-            panic!()
-        };
-        assert_eq!(l.message, "Authorization: Bearer [token]");
-        let RumEvent::Custom(c) = &b.events[6] else {
-            panic!()
-        };
-        assert_eq!(
-            c.attributes,
-            vec![
-                ("amount".into(), AttrValue::Int(10)),
-                ("email".into(), s("[email]"))
-            ]
-        );
-    }
-
-    #[test]
-    fn processing_twice_changes_nothing_more() {
-        let mut config = Config::default();
-        config.privacy.user_id = UserIdMode::Plain;
-        let (p, _) = processor_with(&config);
-        let mut b = batch();
-        p.process_batch(&mut b);
-        let once = format!("{b:?}");
-        p.process_batch(&mut b);
-        assert_eq!(format!("{b:?}"), once);
-    }
-
-    #[test]
-    fn user_ids_can_be_dropped_or_kept() {
-        let mut config = Config::default();
-        config.privacy.user_id = UserIdMode::Drop;
-        let (p, _) = processor_with(&config);
-        let mut b = batch();
-        p.process_batch(&mut b);
-        assert_eq!(b.context.user_id, None);
-        let RumEvent::Error(e) = &b.events[4] else {
-            panic!()
-        };
-        assert!(e.attributes.is_empty());
-
-        config.privacy.user_id = UserIdMode::Plain;
-        let (p, _) = processor_with(&config);
-        let mut b = batch();
-        p.process_batch(&mut b);
-        assert_eq!(b.context.user_id.as_deref(), Some("user-42"));
-    }
-
-    #[test]
-    fn redactions_are_counted() {
-        let (p, metrics) = processor_with(&Config::default());
-        let mut b = batch();
-        p.process_batch(&mut b);
-        let text = metrics.encode();
-        assert!(
-            text.contains("rum_bridge_privacy_redactions_total{rule=\"email\"} 6"),
-            "{text}"
-        );
-        assert!(
-            text.contains("rum_bridge_privacy_redactions_total{rule=\"card\"} 1"),
-            "{text}"
-        );
-    }
-
-    fn kv(key: &str, value: Value) -> KeyValue {
+    pub(super) fn kv(key: &str, value: Value) -> KeyValue {
         KeyValue {
             key: key.into(),
             value: Some(AnyValue { value: Some(value) }),
@@ -995,370 +421,15 @@ mod tests {
         }
     }
 
-    fn sv(text: &str) -> Value {
+    pub(super) fn sv(text: &str) -> Value {
         Value::StringValue(text.into())
     }
 
-    fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    pub(super) fn find<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
         attrs
             .iter()
             .find(|kv| kv.key == key)
             .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-    }
-
-    #[test]
-    fn otlp_spans_are_scrubbed() {
-        let p = processor();
-        let mut spans = vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("user_agent.original", sv("Chrome/120.0.0.0")),
-                    kv("app.owner", sv(EMAIL)),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    name: format!("lookup {EMAIL}"),
-                    attributes: vec![
-                        kv(
-                            "url.full",
-                            sv("https://api.example.com/users/12345?email=x#f"),
-                        ),
-                        kv("user.id", sv("u1")),
-                        kv("url.fragment", sv("f")),
-                        kv(
-                            "list",
-                            Value::ArrayValue(ArrayValue {
-                                values: vec![AnyValue {
-                                    value: Some(sv(CARD)),
-                                }],
-                            }),
-                        ),
-                        kv(
-                            "map",
-                            Value::KvlistValue(KeyValueList {
-                                values: vec![kv("page.url", sv("/p/1?a=b"))],
-                            }),
-                        ),
-                    ],
-                    events: vec![Event {
-                        name: "exception".into(),
-                        attributes: vec![
-                            kv("exception.message", sv(&format!("no user {EMAIL}"))),
-                            kv(
-                                "exception.stacktrace",
-                                sv("at f (https://10.0.0.1/a.js:1:1)"),
-                            ),
-                        ],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }];
-        p.process_otlp_spans(&mut spans, &RequestInfo::default());
-        let rs = &spans[0];
-        let res = &rs.resource.as_ref().unwrap().attributes;
-        assert_eq!(
-            find(res, "user_agent.original"),
-            Some(&sv("Chrome/120.0.0.0"))
-        );
-        assert_eq!(find(res, "app.owner"), Some(&sv("[email]")));
-        let span = &rs.scope_spans[0].spans[0];
-        assert_eq!(span.name, "lookup [email]");
-        let a = &span.attributes;
-        assert_eq!(
-            find(a, "url.full"),
-            Some(&sv("https://api.example.com/users/{id}?email=REDACTED"))
-        );
-        assert_eq!(find(a, "url.template"), Some(&sv("/users/{id}")));
-        assert_eq!(find(a, "user.id"), Some(&sv(&p.user_ids.hash("u1"))));
-        assert_eq!(find(a, "url.fragment"), None);
-        assert!(format!("{:?}", find(a, "list")).contains("[card]"));
-        assert!(format!("{:?}", find(a, "map")).contains("/p/{id}?a=REDACTED"));
-        let ev = &span.events[0].attributes;
-        assert_eq!(find(ev, "exception.message"), Some(&sv("no user [email]")));
-        assert_eq!(
-            find(ev, "exception.stacktrace"),
-            Some(&sv("at f (https://[ip]/a.js:1:1)"))
-        );
-    }
-
-    #[test]
-    fn otlp_log_bodies_and_attributes_are_scrubbed() {
-        let p = processor();
-        let mut logs = vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![
-                    LogRecord {
-                        body: Some(AnyValue {
-                            value: Some(sv(&format!("signup {EMAIL}"))),
-                        }),
-                        attributes: vec![kv("http.url", sv("/a?b=c"))],
-                        ..Default::default()
-                    },
-                    LogRecord {
-                        body: Some(AnyValue {
-                            value: Some(Value::KvlistValue(KeyValueList {
-                                values: vec![kv("message", sv(CARD))],
-                            })),
-                        }),
-                        ..Default::default()
-                    },
-                ],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }];
-        p.process_otlp_logs(&mut logs, &RequestInfo::default());
-        let records = &logs[0].scope_logs[0].log_records;
-        assert_eq!(
-            records[0].body.as_ref().unwrap().value,
-            Some(sv("signup [email]"))
-        );
-        assert_eq!(
-            find(&records[0].attributes, "http.url"),
-            Some(&sv("/a?b=REDACTED"))
-        );
-        assert!(format!("{:?}", records[1].body).contains("[card]"));
-        assert!(logs[0].resource.is_none());
-    }
-
-    #[test]
-    fn client_address_is_exported_only_when_configured_and_truncated() {
-        let client: IpAddr = "203.0.113.77".parse().unwrap();
-        let request = RequestInfo {
-            client_ip: Some(client),
-            ..Default::default()
-        };
-        let mut b = batch();
-        b.context.client_ip = Some(client);
-        b.context
-            .attributes
-            .push((ATTR_CLIENT_ADDRESS.into(), s("198.51.100.1")));
-        let mut spans = vec![ResourceSpans::default()];
-        processor().process_batch(&mut b);
-        processor().process_otlp_spans(&mut spans, &request);
-        // What conversion exports of the context: its attributes (never `client_ip` itself).
-        let exported = format!("{:?}", b.context.attributes);
-        for address in ["203.0.113", "198.51.100"] {
-            assert!(!exported.contains(address), "{address} in {exported}");
-        }
-        assert!(spans[0].resource.is_none());
-
-        let mut config = Config::default();
-        config.privacy.export_client_ip = true;
-        let (p, _) = processor_with(&config);
-        let mut b = batch();
-        b.context.client_ip = Some(client);
-        b.context
-            .attributes
-            .push((ATTR_CLIENT_ADDRESS.into(), s("198.51.100.1")));
-        p.process_batch(&mut b);
-        let addresses: Vec<_> = b
-            .context
-            .attributes
-            .iter()
-            .filter(|(k, _)| k == ATTR_CLIENT_ADDRESS)
-            .collect();
-        assert_eq!(
-            addresses,
-            [&(ATTR_CLIENT_ADDRESS.to_owned(), s("203.0.113.0"))]
-        );
-        let mut logs = vec![ResourceLogs::default()];
-        p.process_otlp_logs(&mut logs, &request);
-        let res = &logs[0].resource.as_ref().unwrap().attributes;
-        assert_eq!(find(res, ATTR_CLIENT_ADDRESS), Some(&sv("203.0.113.0")));
-    }
-
-    /// Session ids inside and outside a 50 % sample.
-    fn sessions() -> (String, String) {
-        let find = |kept: bool| {
-            (0..)
-                .map(|i| format!("session-{i}"))
-                .find(|id| Sampling::keeps_session(Some(id), 0.5) == kept)
-                .unwrap()
-        };
-        (find(true), find(false))
-    }
-
-    fn kinds(events: &[RumEvent]) -> Vec<&'static str> {
-        events.iter().map(RumEvent::kind).collect()
-    }
-
-    #[test]
-    fn consent_without_analytics_withholds_everything() {
-        let p = processor();
-        let all = kinds(&batch().events);
-        let mut b = batch();
-        b.context.consent = Some(vec!["functional".into()]);
-        let w = p.withhold(&mut b, &RequestInfo::default()).unwrap();
-        assert_eq!(w.reason, dropped::NO_CONSENT);
-        assert_eq!(kinds(&w.events), all);
-        assert!(b.events.is_empty());
-
-        for consent in [None, Some(vec!["functional".into(), "analytics".into()])] {
-            let mut b = batch();
-            b.context.consent = consent;
-            assert!(p.withhold(&mut b, &RequestInfo::default()).is_none());
-            assert_eq!(kinds(&b.events), all);
-        }
-    }
-
-    #[test]
-    fn gpc_is_honoured_only_when_configured() {
-        let gpc = RequestInfo {
-            gpc: true,
-            ..Default::default()
-        };
-        let mut b = batch();
-        assert!(processor().withhold(&mut b, &gpc).is_none());
-        let mut config = Config::default();
-        config.privacy.honor_gpc = true;
-        let (p, _) = processor_with(&config);
-        let w = p.withhold(&mut b, &gpc).unwrap();
-        assert_eq!((w.reason, w.events.len()), (dropped::GPC, 7));
-        let mut spans = vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span::default(), Span::default()],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }];
-        assert_eq!(
-            p.process_otlp_spans(&mut spans, &gpc),
-            Some(Dropped {
-                reason: dropped::GPC,
-                count: 2
-            })
-        );
-        assert!(spans.is_empty());
-    }
-
-    #[test]
-    fn sessions_outside_the_sample_keep_only_errors_and_poor_vitals() {
-        let (inside, outside) = sessions();
-        let half = RequestInfo {
-            sample_rate: Some(0.5),
-            ..Default::default()
-        };
-        let p = processor();
-        let mut b = batch();
-        b.context.session_id = Some(inside);
-        assert!(p.withhold(&mut b, &half).is_none());
-        assert_eq!(b.events.len(), 7);
-
-        let mut b = batch();
-        b.context.session_id = Some(outside.clone());
-        let w = p.withhold(&mut b, &half).unwrap();
-        assert_eq!(w.reason, dropped::SAMPLED_OUT);
-        assert_eq!(kinds(&b.events), ["error"]);
-        assert_eq!(w.events.len(), 6);
-        // The app's rate wins over the default; without one the default (1.0) keeps all.
-        let mut b = batch();
-        b.context.session_id = Some(outside.clone());
-        assert!(p.withhold(&mut b, &RequestInfo::default()).is_none());
-
-        let mut config = Config::default();
-        config.sampling.default_rate = 0.5;
-        config.sampling.keep_errors = false;
-        let (p, _) = processor_with(&config);
-        let mut b = batch();
-        b.context.session_id = Some(outside);
-        let w = p.withhold(&mut b, &RequestInfo::default()).unwrap();
-        assert_eq!((b.events.len(), w.events.len()), (0, 7));
-    }
-
-    fn span(session: Option<&str>, error: bool) -> Span {
-        Span {
-            attributes: session
-                .map(|s| vec![kv(ATTR_SESSION_ID, sv(s))])
-                .unwrap_or_default(),
-            events: if error {
-                vec![Event {
-                    name: "exception".into(),
-                    ..Default::default()
-                }]
-            } else {
-                vec![]
-            },
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn otlp_data_is_sampled_by_session() {
-        let (inside, outside) = sessions();
-        let half = RequestInfo {
-            sample_rate: Some(0.5),
-            ..Default::default()
-        };
-        let p = processor();
-        let mut spans = vec![
-            ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![
-                        span(Some(&inside), false),
-                        span(Some(&outside), false),
-                        span(Some(&outside), true),
-                        span(None, false),
-                    ],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-            ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![kv(ATTR_SESSION_ID, sv(&outside))],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans: vec![span(None, false)],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        ];
-        assert_eq!(
-            p.process_otlp_spans(&mut spans, &half),
-            Some(Dropped {
-                reason: dropped::SAMPLED_OUT,
-                count: 2
-            })
-        );
-        assert_eq!(spans.len(), 1);
-        assert_eq!(spans[0].scope_spans[0].spans.len(), 3);
-        assert!(p
-            .process_otlp_spans(&mut spans, &RequestInfo::default())
-            .is_none());
-
-        let record = |session: &str, severity: i32| LogRecord {
-            severity_number: severity,
-            attributes: vec![kv(ATTR_SESSION_ID, sv(session))],
-            ..Default::default()
-        };
-        let mut logs = vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![
-                    record(&outside, 9),
-                    record(&outside, 17),
-                    record(&inside, 9),
-                ],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }];
-        assert_eq!(
-            p.process_otlp_logs(&mut logs, &half),
-            Some(Dropped {
-                reason: dropped::SAMPLED_OUT,
-                count: 1
-            })
-        );
-        assert_eq!(logs[0].scope_logs[0].log_records.len(), 2);
     }
 
     #[test]
@@ -1394,26 +465,5 @@ mod tests {
         assert_eq!(find(res, "user_agent.name"), Some(&sv("Safari")));
         assert_eq!(find(res, "user_agent.os.version"), Some(&sv("17.0")));
         assert_eq!(find(res, "rum.device.class"), Some(&sv("mobile")));
-    }
-
-    #[test]
-    fn key_classes() {
-        for (key, class) in [
-            ("url.full", KeyClass::Url),
-            ("http.url", KeyClass::Url),
-            ("browser.document.url.full", KeyClass::Url),
-            ("pageUrl", KeyClass::Url),
-            ("link.href", KeyClass::Url),
-            ("url.query", KeyClass::Query),
-            ("url.fragment", KeyClass::Fragment),
-            ("user.id", KeyClass::UserId),
-            ("user_agent.original", KeyClass::Untouched),
-            ("server.address", KeyClass::Untouched),
-            ("url.template", KeyClass::Untouched),
-            ("exception.message", KeyClass::Text),
-            ("browser.css_selector", KeyClass::Text),
-        ] {
-            assert_eq!(KeyClass::of(key), class, "{key}");
-        }
     }
 }

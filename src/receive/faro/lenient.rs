@@ -2,12 +2,12 @@
 //!
 //! Faro payloads come from many SDK versions and from hand-written senders, and their types
 //! drift: viewport sizes and every event attribute are strings, `brands` is a string or an array,
-//! old senders put numbers where strings belong (faro.md §1.3, §1.9). Alloy's Go structs reject
-//! the whole batch on the first mismatch. Here each field of the typed item structs is read
-//! through a helper that accepts any JSON type, coerces what has an obvious meaning (numbers as
-//! strings and back) and reads the rest as absent, so a derived struct only fails when the item
-//! itself is not an object. Containers that are skipped are drained with `IgnoredAny`, which
-//! serde_json walks without recursion.
+//! old senders put numbers where strings belong (docs/faro-mapping.md#lenient-decoding). Alloy's
+//! Go structs reject the whole batch on the first mismatch. Here each field of the typed item
+//! structs is read through a helper that accepts any JSON type, coerces what has an obvious
+//! meaning (numbers as strings and back) and reads the rest as absent, so a derived struct only
+//! fails when the item itself is not an object. Containers that are skipped are drained with
+//! `IgnoredAny`, which serde_json walks without recursion.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,6 +18,8 @@ use serde::de::{
     Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
 use serde_json::value::RawValue;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// Most entries kept from one `context` / `attributes` / `values` map; the rest are ignored.
 pub(super) const MAX_MAP_ENTRIES: usize = 64;
@@ -397,98 +399,15 @@ impl<'de> Visitor<'de> for ItemsSeed {
 
 /// Parses an RFC 3339 date-time (`2026-11-28T04:15:54.564Z`, any fraction length, `Z` or a
 /// `±hh:mm` offset; `t`/space separators and lower-case `z` accepted) into Unix epoch ms.
+/// Digits past nanoseconds add nothing; a leap second (`:60`) is read as the nanosecond before.
 pub(super) fn parse_rfc3339_ms(s: &str) -> Option<f64> {
-    let b = s.trim().as_bytes();
-    if b.len() < 20 {
+    let s = s.trim();
+    // `time` takes any byte between date and time; RFC 3339 names only these.
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = b.get(range)?;
-        digits.iter().try_fold(0i64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-        })
-    };
-    let sep_ok = b[4] == b'-'
-        && b[7] == b'-'
-        && matches!(b[10], b'T' | b't' | b' ')
-        && b[13] == b':'
-        && b[16] == b':';
-    if !sep_ok {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_ms = 0.0;
-    if b[i] == b'.' {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        // Nanoseconds are the finest unit kept; further digits add nothing.
-        let digits = &b[start..i.min(start + 9)];
-        let value = digits
-            .iter()
-            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
-        frac_ms = value as f64 * 1000.0 / 10f64.powi(digits.len() as i32);
-    }
-    let offset_min = match b.get(i..)? {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let (h, m) = (two_digits(*h1, *h2)?, two_digits(*m1, *m2)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let off = h * 60 + m;
-            if *sign == b'-' {
-                -off
-            } else {
-                off
-            }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_min * 60;
-    Some(secs as f64 * 1000.0 + frac_ms)
-}
-
-fn two_digits(a: u8, b: u8) -> Option<i64> {
-    (a.is_ascii_digit() && b.is_ascii_digit())
-        .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let at = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    Some(at.unix_timestamp() as f64 * 1000.0 + f64::from(at.nanosecond()) / 1e6)
 }
 
 #[cfg(test)]

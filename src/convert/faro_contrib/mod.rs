@@ -1,5 +1,5 @@
 //! Faro items as the OpenTelemetry collector-contrib faro receiver shapes them
-//! (`[faro] compat = "faro-contrib"`, faro.md §3).
+//! (`[faro] compat = "faro-contrib"`, docs/faro-mapping.md#faro-contrib-compat-mode).
 //!
 //! Why it exists: Grafana's Frontend Observability views are fed by contrib's Faro exporter
 //! (`pkg/translator/faro/logs_to_faro.go`), which turns OTLP log records back into Faro payloads
@@ -58,7 +58,6 @@
 //! Not written, because no contrib golden file shows their keys: `fatal`, `app_installation_id`,
 //! `device_*`, `os_*`.
 
-use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -66,6 +65,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use regex::Regex;
 use xxhash_rust::xxh3::xxh3_64;
 
+use self::logfmt::{quoted_len, Logfmt};
 use super::attrs::{any_string, has_key, kv, truncate_str, truncate_values};
 use super::ids::PageSpan;
 use super::{epoch_ms_to_nanos, resource, scope, ConvertOptions};
@@ -73,6 +73,11 @@ use crate::model::faro_contrib::{Brands, FaroRecords, Frame, Kind, Meta, Record}
 use crate::model::trace_context::hex;
 use crate::model::{AttrValue, PageContext, Severity, SpanRef};
 use crate::process::geo;
+
+mod gofmt;
+mod logfmt;
+
+pub use self::gofmt::{go_float, rfc3339_millis};
 
 /// The record attribute holding the kind (contrib's `faroKind`).
 pub const ATTR_KIND: &str = "kind";
@@ -401,214 +406,6 @@ fn context_str<'a>(ctx: &'a PageContext, key: &str) -> Option<&'a str> {
     })
 }
 
-/// A logfmt line written as `go-logfmt`'s `MarshalKeyvals` writes it.
-struct Logfmt {
-    out: String,
-}
-
-impl Logfmt {
-    fn with_capacity(capacity: usize) -> Self {
-        Self {
-            out: String::with_capacity(capacity),
-        }
-    }
-
-    /// `key=value`, whatever the value (contrib's `kv.Set`). A key left empty once its invalid
-    /// characters are removed is skipped, as go-logfmt skips it.
-    fn pair(&mut self, key: &str, value: &str) {
-        if !key.chars().any(valid_key_char) {
-            return;
-        }
-        self.separate();
-        self.key(key);
-        self.value(value);
-    }
-
-    /// `key=value` when `value` is not empty (contrib's `keyValAdd`).
-    fn field(&mut self, key: &str, value: &str) {
-        if !value.is_empty() {
-            self.pair(key, value);
-        }
-    }
-
-    fn opt(&mut self, key: &str, value: Option<&str>) {
-        self.field(key, value.unwrap_or_default());
-    }
-
-    /// `<prefix><key>=value` (contrib's `mergeKeyValWithPrefix`).
-    fn prefixed(&mut self, prefix: &str, key: &str, value: &str) {
-        self.separate();
-        self.out.push_str(prefix);
-        self.key(key);
-        self.value(value);
-    }
-
-    /// The non-empty entries of a sorted map, each key prefixed.
-    fn map(&mut self, prefix: &str, pairs: &[(String, String)]) {
-        for (key, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
-            self.prefixed(prefix, key, value);
-        }
-    }
-
-    fn separate(&mut self) {
-        if !self.out.is_empty() {
-            self.out.push(' ');
-        }
-    }
-
-    fn key(&mut self, key: &str) {
-        self.out.extend(key.chars().filter(|c| valid_key_char(*c)));
-    }
-
-    fn value(&mut self, value: &str) {
-        self.out.push('=');
-        if value == "null" || value.chars().any(needs_quotes) {
-            quote_into(&mut self.out, value);
-        } else {
-            self.out.push_str(value);
-        }
-    }
-}
-
-/// go-logfmt's `needsQuotedValueRune`; keys drop these characters.
-fn needs_quotes(c: char) -> bool {
-    c <= ' ' || c == '=' || c == '"' || c == '\u{7f}' || c == char::REPLACEMENT_CHARACTER
-}
-
-fn valid_key_char(c: char) -> bool {
-    !needs_quotes(c)
-}
-
-/// go-logfmt's `writeQuotedString`: JSON-style escapes for `"`, `\`, `\n`, `\r`, `\t`, other
-/// control characters as `\u00XX`, U+FFFD as `\ufffd`; everything else as is.
-fn quote_into(out: &mut String, value: &str) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            char::REPLACEMENT_CHARACTER => out.push_str("\\ufffd"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// The length of `value` once quoted and escaped (quotes not counted).
-fn quoted_len(value: &str) -> usize {
-    value
-        .chars()
-        .map(|c| match c {
-            '"' | '\\' | '\n' | '\r' | '\t' => 2,
-            c if c < ' ' => 6,
-            char::REPLACEMENT_CHARACTER => 6,
-            c => c.len_utf8(),
-        })
-        .sum()
-}
-
-/// A float as Go's `%v` prints it (`strconv.FormatFloat(v, 'g', -1, 64)`): the shortest digits
-/// that round-trip, in exponent form (`1e+06`, `1.5e-05`) when the exponent is below -4 or at
-/// least 6, else plain (`22.12`, `14`).
-pub fn go_float(v: f64) -> String {
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0" } else { "0" }.to_owned();
-    }
-    if !v.is_finite() {
-        return match v {
-            v if v.is_nan() => "NaN",
-            v if v > 0.0 => "+Inf",
-            _ => "-Inf",
-        }
-        .to_owned();
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits: `-1.2345e-7`.
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let mut out = String::with_capacity(digits.len() + 8);
-    out.push_str(sign);
-    if !(-4..6).contains(&exp) {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let _ = write!(
-            out,
-            "e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.unsigned_abs()
-        );
-        return out;
-    }
-    // Plain: the decimal point sits `exp + 1` digits in.
-    let point = exp + 1;
-    if point <= 0 {
-        out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
-        out.push_str(&digits);
-    } else {
-        let point = point as usize;
-        if digits.len() <= point {
-            out.push_str(&digits);
-            out.extend(std::iter::repeat_n('0', point - digits.len()));
-        } else {
-            out.push_str(&digits[..point]);
-            out.push('.');
-            out.push_str(&digits[point..]);
-        }
-    }
-    out
-}
-
-/// Epoch nanoseconds as Go's `2006-01-02T15:04:05.999Z07:00` in UTC: milliseconds without
-/// trailing zeros, no fraction at all on a whole second.
-pub fn rfc3339_millis(nanos: u64) -> String {
-    let ms = nanos / 1_000_000;
-    let (secs, millis) = (ms / 1000, ms % 1000);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    if millis != 0 {
-        let frac = format!(".{millis:03}");
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -928,79 +725,6 @@ mod tests {
             "{body}"
         );
         assert_eq!(body.matches("app_name=").count(), 2, "{body}");
-    }
-
-    #[test]
-    fn values_are_quoted_and_escaped_like_go_logfmt() {
-        let cases = [
-            ("plain", "plain"),
-            ("with space", "\"with space\""),
-            ("a=b", "\"a=b\""),
-            ("say \"hi\"", "\"say \\\"hi\\\"\""),
-            ("back\\slash", "back\\slash"),
-            ("two\nlines\ttab\r", "\"two\\nlines\\ttab\\r\""),
-            ("bell\u{7}", "\"bell\\u0007\""),
-            ("del\u{7f}", "\"del\u{7f}\""),
-            ("bad\u{fffd}", "\"bad\\ufffd\""),
-            ("null", "\"null\""),
-            ("ünïcödé", "ünïcödé"),
-        ];
-        for (value, rendered) in cases {
-            let mut w = Logfmt::with_capacity(16);
-            w.pair("k", value);
-            assert_eq!(w.out, format!("k={rendered}"), "{value:?}");
-        }
-        let mut w = Logfmt::with_capacity(16);
-        w.pair("a key=\"x\"", "v");
-        w.pair(" =\"", "skipped");
-        w.field("empty", "");
-        w.prefixed("context_", "my key", "v");
-        assert_eq!(w.out, "akeyx=v context_mykey=v");
-    }
-
-    #[test]
-    fn floats_print_as_go_does() {
-        let cases = [
-            (14.0, "14", "14.000000"),
-            (22.12, "22.12", "22.120000"),
-            (0.1 + 0.2, "0.30000000000000004", "0.300000"),
-            (0.0, "0", "0.000000"),
-            (-2.5, "-2.5", "-2.500000"),
-            (123_456.0, "123456", "123456.000000"),
-            (1e6, "1e+06", "1000000.000000"),
-            (1_234_567.0, "1.234567e+06", "1234567.000000"),
-            (
-                1_742_203_289_645.0,
-                "1.742203289645e+12",
-                "1742203289645.000000",
-            ),
-            (0.0001, "0.0001", "0.000100"),
-            (0.00001, "1e-05", "0.000010"),
-            (-1.5e-7, "-1.5e-07", "-0.000000"),
-            (1e21, "1e+21", "1000000000000000000000.000000"),
-            (5e-324, "5e-324", "0.000000"),
-        ];
-        for (v, go_v, go_f) in cases {
-            assert_eq!(go_float(v), go_v, "%v of {v}");
-            assert_eq!(format!("{v:.6}"), go_f, "%f of {v}");
-        }
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_with_trimmed_millis() {
-        let at = |ms: u64| rfc3339_millis(ms * 1_000_000);
-        assert_eq!(at(1_632_998_777_680), "2021-09-30T10:46:17.68Z");
-        assert_eq!(at(1_700_128_855_995), "2023-11-16T10:00:55.995Z");
-        assert_eq!(at(1_632_998_777_000), "2021-09-30T10:46:17Z");
-        assert_eq!(at(1_632_998_777_100), "2021-09-30T10:46:17.1Z");
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(at(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
-        // Sub-millisecond parts are cut, as Go's `.999` does.
-        assert_eq!(
-            rfc3339_millis(1_632_998_777_680_999_999),
-            "2021-09-30T10:46:17.68Z"
-        );
     }
 
     #[test]
