@@ -13,9 +13,11 @@
 //! | `rum.page_views` | monotonic sum | page attributes |
 //! | `rum.errors` | monotonic sum | page attributes, `exception.type` |
 //!
-//! Page attributes: `url.template` (of the page), `rum.device.class` (`mobile`, `desktop` or
-//! `unknown`), `user_agent.name` (a small fixed set of browser names), `geo.country.iso_code`
-//! (when `[geo]` is configured).
+//! Page attributes: `url.template` (of the page), `rum.device.class` (`desktop`, `mobile`,
+//! `tablet`, `bot` or `unknown`) and `user_agent.name` (the browser name), both as `process`
+//! parsed them once into the page context, so that points agree with the resource of the
+//! page's spans and logs (never from the client's attributes), `geo.country.iso_code` (when
+//! `[geo]` is configured).
 //!
 //! **Who the app is.** The bridge writes these streams, so the OTLP resource is the bridge's own
 //! ([`bridge_resource`]: `service.name = rum-bridge` plus a per-replica `service.instance.id`, as
@@ -67,22 +69,21 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{MetricsConfig, Temporality};
 use crate::handoff::Payload;
-use crate::model::{AttrValue, PageContext, RumBatch, RumEvent, SpanRef, VitalName};
+use crate::model::semconv::{
+    DEVICE_CLASS, ERROR_TYPE, EXCEPTION_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE,
+    SERVER_ADDRESS, URL_TEMPLATE, USER_AGENT_NAME,
+};
+use crate::model::{AttrValue, DeviceClass, PageContext, RumBatch, RumEvent, SpanRef, VitalName};
 use crate::process::url::UrlRules;
 
 // Attribute names.
 const APP_NAME: &str = "rum.app.name";
 const APP_VERSION: &str = "rum.app.version";
 const APP_ENVIRONMENT: &str = "rum.app.environment";
-const URL_TEMPLATE: &str = "url.template";
-const DEVICE_CLASS: &str = "rum.device.class";
-const BROWSER_NAME: &str = "user_agent.name";
+const BROWSER_NAME: &str = USER_AGENT_NAME;
 const RATING: &str = "browser.web_vital.rating";
-const EXCEPTION_TYPE: &str = "exception.type";
-const HTTP_METHOD: &str = "http.request.method";
-const HTTP_STATUS: &str = "http.response.status_code";
-const ERROR_TYPE: &str = "error.type";
-const SERVER_ADDRESS: &str = "server.address";
+const HTTP_METHOD: &str = HTTP_REQUEST_METHOD;
+const HTTP_STATUS: &str = HTTP_RESPONSE_STATUS_CODE;
 const OVERFLOW: &str = "otel.metric.overflow";
 const COUNTRY: &str = crate::process::geo::COUNTRY;
 
@@ -320,7 +321,7 @@ impl MetricsAggregator {
                 ctx.page_url.as_deref(),
             );
             put_str(key, Some(device_class(ctx)));
-            put_str(key, browser_name(ctx));
+            put_str(key, ctx.browser.name.as_deref());
             put_str(key, country(ctx));
             let page_len = key.len();
 
@@ -1002,69 +1003,9 @@ fn country(ctx: &PageContext) -> Option<&str> {
     })
 }
 
-/// `rum.device.class`: from UA Client Hints' `mobile`, else the user agent's `Mobi` token
-/// (MDN's advice), else `unknown`.
+/// `rum.device.class`: the one `process` derived from the user agent, else `unknown`.
 fn device_class(ctx: &PageContext) -> &'static str {
-    match (ctx.browser.mobile, ctx.user_agent.as_deref()) {
-        (Some(true), _) => "mobile",
-        (Some(false), _) => "desktop",
-        (None, Some(ua)) if ua.contains("Mobi") => "mobile",
-        (None, Some(ua)) if !ua.is_empty() => "desktop",
-        _ => "unknown",
-    }
-}
-
-/// `user_agent.name`, one of a small fixed set: from UA Client Hints brands when they name a
-/// browser, else from the user-agent string.
-fn browser_name(ctx: &PageContext) -> Option<&'static str> {
-    let mut chromium = false;
-    for brand in &ctx.browser.brands {
-        match brand_browser(brand) {
-            Some("Chromium") => chromium = true,
-            Some(name) => return Some(name),
-            None => {}
-        }
-    }
-    match ctx.user_agent.as_deref() {
-        Some(ua) if !ua.is_empty() => Some(user_agent_browser(ua)),
-        _ => chromium.then_some("Chromium"),
-    }
-}
-
-/// Maps a UA-CH brand ("Google Chrome 120"; GREASE brands map to nothing).
-fn brand_browser(brand: &str) -> Option<&'static str> {
-    const BRANDS: [(&str, &str); 6] = [
-        ("Google Chrome", "Chrome"),
-        ("Microsoft Edge", "Edge"),
-        ("Opera", "Opera"),
-        ("Samsung Internet", "Samsung Internet"),
-        ("Brave", "Brave"),
-        ("Chromium", "Chromium"),
-    ];
-    BRANDS
-        .into_iter()
-        .find(|(prefix, _)| brand.starts_with(prefix))
-        .map(|(_, name)| name)
-}
-
-fn user_agent_browser(ua: &str) -> &'static str {
-    // Order matters: Edge, Opera and Samsung also say "Chrome/", and Chrome also says "Safari/".
-    const TOKENS: [(&str, &str); 10] = [
-        ("Edg/", "Edge"),
-        ("EdgA/", "Edge"),
-        ("EdgiOS/", "Edge"),
-        ("OPR/", "Opera"),
-        ("SamsungBrowser/", "Samsung Internet"),
-        ("Firefox/", "Firefox"),
-        ("FxiOS/", "Firefox"),
-        ("CriOS/", "Chrome"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-    ];
-    TOKENS
-        .into_iter()
-        .find(|(token, _)| ua.contains(token))
-        .map_or("Other", |(_, name)| name)
+    ctx.device_class.map_or("unknown", DeviceClass::as_str)
 }
 
 /// Histogram values must be finite and non-negative (durations and scores).
@@ -1177,8 +1118,10 @@ mod tests {
                     "Not_A Brand 24".into(),
                 ],
                 mobile: Some(false),
+                name: Some("Chrome".into()),
                 ..BrowserInfo::default()
             },
+            device_class: Some(DeviceClass::Desktop),
             page_span: Some(PAGE_SPAN),
             time_origin_ms: RECEIVED_MS - 5000.0,
             received_at_ms: RECEIVED_MS,
@@ -1411,6 +1354,7 @@ mod tests {
         batch.context.app.version = None;
         batch.context.page_url = None;
         batch.context.browser = BrowserInfo::default();
+        batch.context.device_class = None;
         aggregator.record_batch(&batch);
         let flushed = aggregator.flush(RECEIVED_NS + 1).unwrap();
         let point = &histogram(metric(&flushed, "browser.web_vital.ttfb")).data_points[0];
@@ -1782,40 +1726,43 @@ mod tests {
     }
 
     #[test]
-    fn browser_names_come_from_brands_then_the_user_agent() {
+    fn device_and_browser_labels_come_from_the_typed_context_only() {
+        // What the client says in its attributes or user agent does not reach the labels: the
+        // page context's typed fields, which `process` parsed once, do.
+        let label = |ctx: PageContext| {
+            let aggregator = aggregator(Temporality::Cumulative);
+            aggregator.record_batch(&RumBatch {
+                context: ctx,
+                events: vec![vital(VitalName::Lcp, 1000.0)],
+                rejected: Vec::new(),
+            });
+            let flushed = aggregator.flush(RECEIVED_NS + 1).unwrap();
+            let point = &histogram(metric(&flushed, "browser.web_vital.lcp")).data_points[0];
+            (
+                attribute(&point.attributes, DEVICE_CLASS).cloned(),
+                attribute(&point.attributes, BROWSER_NAME).cloned(),
+            )
+        };
         let mut ctx = context("https://shop.example.com/");
-        assert_eq!(browser_name(&ctx), Some("Chrome"));
-        ctx.browser.brands = vec!["Not)A;Brand 8".into(), "Microsoft Edge 120".into()];
-        assert_eq!(browser_name(&ctx), Some("Edge"));
-        ctx.browser.brands.clear();
-        let agents = [
-            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox"),
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1", "Safari"),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0", "Edge"),
-            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36", "Chrome"),
-            ("curl/8.0", "Other"),
-        ];
-        for (ua, name) in agents {
-            ctx.user_agent = Some(ua.into());
-            assert_eq!(browser_name(&ctx), Some(name), "{ua}");
-        }
-        ctx.user_agent = None;
-        ctx.browser.brands = vec!["Chromium 156".into()];
-        assert_eq!(browser_name(&ctx), Some("Chromium"));
-    }
-
-    #[test]
-    fn device_class_prefers_client_hints_then_the_mobi_token() {
-        let mut ctx = context("https://shop.example.com/");
+        ctx.user_agent = Some("Mozilla/5.0 (iPhone) Mobile/15E148 Firefox/128.0".into());
         ctx.browser.mobile = Some(true);
-        assert_eq!(device_class(&ctx), "mobile");
-        ctx.browser.mobile = None;
-        ctx.user_agent = Some("Mozilla/5.0 (iPhone) Mobile/15E148 Safari/604.1".into());
-        assert_eq!(device_class(&ctx), "mobile");
-        ctx.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into());
-        assert_eq!(device_class(&ctx), "desktop");
-        ctx.user_agent = None;
-        assert_eq!(device_class(&ctx), "unknown");
+        ctx.attributes = vec![
+            (DEVICE_CLASS.into(), AttrValue::Str("fridge".into())),
+            (BROWSER_NAME.into(), AttrValue::Str("FromClient".into())),
+        ];
+        assert_eq!(
+            label(ctx.clone()),
+            (Some(string("desktop")), Some(string("Chrome")))
+        );
+        ctx.device_class = Some(DeviceClass::Tablet);
+        ctx.browser.name = Some("Safari".into());
+        assert_eq!(
+            label(ctx.clone()),
+            (Some(string("tablet")), Some(string("Safari")))
+        );
+        ctx.device_class = None;
+        ctx.browser.name = None;
+        assert_eq!(label(ctx), (Some(string("unknown")), None));
     }
 
     #[test]
