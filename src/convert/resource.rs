@@ -91,6 +91,7 @@ mod tests {
                 platform: Some("Linux".into()),
                 mobile: Some(false),
                 language: Some("en-US".into()),
+                ..BrowserInfo::default()
             },
             user_agent: Some("Mozilla/5.0".into()),
             session_id: Some("sess".into()),

@@ -69,6 +69,9 @@ pub struct PageContext {
     pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
     pub browser: BrowserInfo,
+    /// The device class (`rum.device.class`), set once by `process` from the parsed user agent
+    /// (else the `mobile` client hint). Spans, logs and metric points all take it from here.
+    pub device_class: Option<DeviceClass>,
     /// Hashed or plain user id (privacy rules decide, in `process`).
     pub user_id: Option<String>,
     /// The client library that sent the beacon (`telemetry.sdk.name` / `.version`).
@@ -122,13 +125,37 @@ pub struct AppInfo {
     pub environment: Option<String>,
 }
 
-/// Browser facts reported by the client (UA Client Hints, `navigator.language`).
+/// Browser facts reported by the client (UA Client Hints, `navigator.language`), plus the
+/// browser name `process` parsed.
 #[derive(Debug, Clone, Default)]
 pub struct BrowserInfo {
     pub brands: Vec<String>,
     pub platform: Option<String>,
     pub mobile: Option<bool>,
     pub language: Option<String>,
+    /// The browser's name (`user_agent.name`), set once by `process` from the parsed user
+    /// agent, else from the UA-CH brands. Never taken from the client's attributes.
+    pub name: Option<String>,
+}
+
+/// A device class (`rum.device.class`, bridge-defined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceClass {
+    Desktop,
+    Mobile,
+    Tablet,
+    Bot,
+}
+
+impl DeviceClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Desktop => "desktop",
+            DeviceClass::Mobile => "mobile",
+            DeviceClass::Tablet => "tablet",
+            DeviceClass::Bot => "bot",
+        }
+    }
 }
 
 /// Why a request or an item was refused: the label of `rum_bridge_items_rejected_total`.

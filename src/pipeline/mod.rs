@@ -466,3 +466,110 @@ impl Ingest {
         n + spans
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::metric;
+
+    use super::*;
+    use crate::config::MetricsConfig;
+    use crate::convert::metrics::bridge_resource;
+    use crate::model::semconv::DEVICE_CLASS;
+    use crate::model::{AppInfo, ErrorEvent, PageLoad, VitalName, WebVital};
+
+    const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1";
+
+    fn device_class(attributes: &[KeyValue]) -> Option<&str> {
+        let mut values = attributes.iter().filter(|kv| kv.key == DEVICE_CLASS);
+        let value = match values.next()?.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(class) => class.as_str(),
+            other => panic!("{DEVICE_CLASS} is not a string: {other:?}"),
+        };
+        assert!(values.next().is_none(), "{DEVICE_CLASS} appears once");
+        Some(value)
+    }
+
+    /// The device class is parsed once, in `process`: the resource of the page view's spans
+    /// and logs and the web-vital points of the aggregator say the same, whatever the client
+    /// claims (here a `mobile` hint and its own `rum.device.class`).
+    #[test]
+    fn spans_logs_and_metric_points_of_a_page_view_carry_the_same_device_class() {
+        let config = Config::default();
+        let processor = Processor::new(&config, &Metrics::new()).unwrap();
+        let mut batch = RumBatch {
+            context: PageContext {
+                app: AppInfo {
+                    name: "shop-web".into(),
+                    ..AppInfo::default()
+                },
+                page_view_id: Some("pv-1".into()),
+                page_url: Some("https://shop.example.com/products/12345".into()),
+                user_agent: Some(IPAD.into()),
+                time_origin_ms: 1_700_000_000_000.0,
+                received_at_ms: 1_700_000_001_000.0,
+                attributes: vec![(DEVICE_CLASS.into(), AttrValue::Str("mobile".into()))],
+                ..PageContext::default()
+            },
+            events: vec![
+                RumEvent::PageLoad(PageLoad::default()),
+                RumEvent::Vital(WebVital {
+                    name: VitalName::Lcp,
+                    value: 1200.0,
+                    delta: 1200.0,
+                    id: "v1".into(),
+                    rating: VitalName::Lcp.rate(1200.0),
+                    navigation_type: None,
+                    time: Some(900.0),
+                    target: None,
+                    attribution: Vec::new(),
+                }),
+                RumEvent::Error(ErrorEvent {
+                    time: 950.0,
+                    error_type: Some("TypeError".into()),
+                    message: Some("boom".into()),
+                    ..ErrorEvent::default()
+                }),
+            ],
+            rejected: Vec::new(),
+        };
+        batch.context.browser.mobile = Some(true);
+
+        processor.process_batch(&mut batch);
+        let payload = convert::convert(&batch, &ConvertOptions::from(&config));
+        let aggregator =
+            MetricsAggregator::new(&MetricsConfig::default(), bridge_resource("r", []));
+        aggregator.record_batch(&batch);
+        let metrics = aggregator
+            .flush(1_700_000_002_000_000_000)
+            .expect("metrics");
+
+        let resources = payload
+            .spans
+            .iter()
+            .map(|r| r.resource.as_ref())
+            .chain(payload.logs.iter().map(|r| r.resource.as_ref()));
+        let mut signals = 0;
+        for resource in resources {
+            assert_eq!(device_class(&resource.unwrap().attributes), Some("tablet"));
+            signals += 1;
+        }
+        assert!(!payload.spans.is_empty() && !payload.logs.is_empty());
+        assert!(signals >= 2);
+
+        let mut points = 0;
+        for metric in &metrics.scope_metrics[0].metrics {
+            if !metric.name.starts_with("browser.web_vital.") {
+                continue;
+            }
+            let Some(metric::Data::Histogram(histogram)) = &metric.data else {
+                panic!("{} is not a histogram", metric.name);
+            };
+            for point in &histogram.data_points {
+                assert_eq!(device_class(&point.attributes), Some("tablet"));
+                points += 1;
+            }
+        }
+        assert_eq!(points, 1);
+    }
+}

@@ -61,15 +61,17 @@ use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use crate::admin::Metrics;
 use crate::config::privacy::UserIdMode;
 use crate::config::Config;
-use crate::model::semconv::CLIENT_ADDRESS as ATTR_CLIENT_ADDRESS;
-use crate::model::{AttrValue, RumBatch, RumEvent};
+use crate::model::semconv::{
+    CLIENT_ADDRESS as ATTR_CLIENT_ADDRESS, DEVICE_CLASS, USER_AGENT_ORIGINAL,
+};
+use crate::model::{AttrValue, PageContext, RumBatch, RumEvent};
 
 use client_ip::ClientIps;
 use geo::GeoIp;
 use pii::{PiiRules, UserIds};
 use sampling::{string_attribute, Sampling};
 use url::UrlRules;
-use user_agent::UserAgents;
+use user_agent::{UserAgent, UserAgents};
 
 pub use consent::{dropped, Dropped, ExportPolicy, Withheld};
 use privacy::KeyClass;
@@ -156,15 +158,7 @@ impl Processor {
         }
         self.user_ids.apply(&mut ctx.user_id);
         self.scrub_attributes(&mut ctx.attributes);
-        if let Some(ua) = ctx.user_agent.as_deref() {
-            let parsed = self.user_agents.parse(ua);
-            for (key, value) in parsed.attributes() {
-                if !ctx.attributes.iter().any(|(k, _)| k == key) {
-                    ctx.attributes
-                        .push((key.to_owned(), AttrValue::Str(value.to_owned())));
-                }
-            }
-        }
+        self.add_user_agent(ctx);
         if let (Some(geo), Some(ip)) = (&self.geo, ctx.client_ip) {
             for (key, value) in geo.lookup(ip) {
                 ctx.attributes.retain(|(k, _)| k != key);
@@ -285,16 +279,54 @@ impl Processor {
         dropped
     }
 
-    /// Adds the parsed `user_agent.*` attributes (and `rum.device.class`) the resource lacks.
+    /// Parses the page's user agent, once: sets the typed device class and browser name every
+    /// signal reads, adds the parsed `user_agent.*` attributes the client did not send, and
+    /// writes `rum.device.class` from the device class (a client's value never wins).
+    fn add_user_agent(&self, ctx: &mut PageContext) {
+        let parsed = ctx
+            .user_agent
+            .as_deref()
+            .map(|ua| self.user_agents.parse(ua));
+        let parsed = parsed.as_deref();
+        ctx.device_class = user_agent::device_class(parsed, ctx.browser.mobile);
+        ctx.browser.name = user_agent::browser_name(parsed, &ctx.browser.brands);
+        for (key, value) in parsed.into_iter().flat_map(UserAgent::attributes) {
+            if !ctx.attributes.iter().any(|(k, _)| k == key) {
+                ctx.attributes
+                    .push((key.to_owned(), AttrValue::Str(value.to_owned())));
+            }
+        }
+        ctx.attributes.retain(|(key, _)| key != DEVICE_CLASS);
+        if let Some(class) = ctx.device_class {
+            ctx.attributes.push((
+                DEVICE_CLASS.to_owned(),
+                AttrValue::Str(class.as_str().into()),
+            ));
+        }
+    }
+
+    /// The OTLP counterpart of [`add_user_agent`](Self::add_user_agent) on a resource: adds the
+    /// parsed `user_agent.*` attributes it lacks and writes `rum.device.class` (from the parse,
+    /// else `browser.mobile`).
     fn add_user_agent_attributes(&self, attributes: &mut Vec<KeyValue>) {
-        let Some(ua) = string_attribute(attributes, "user_agent.original") else {
+        let Some(ua) = string_attribute(attributes, USER_AGENT_ORIGINAL) else {
             return;
         };
         let parsed = self.user_agents.parse(ua);
+        let mobile = attributes.iter().find_map(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::BoolValue(mobile)),
+            }) if kv.key == "browser.mobile" => Some(*mobile),
+            _ => None,
+        });
         for (key, value) in parsed.attributes() {
             if !attributes.iter().any(|kv| kv.key == key) {
                 attributes.push(string_kv(key, value.to_owned()));
             }
+        }
+        attributes.retain(|kv| kv.key != DEVICE_CLASS);
+        if let Some(class) = user_agent::device_class(Some(&parsed), mobile) {
+            attributes.push(string_kv(DEVICE_CLASS, class.as_str().to_owned()));
         }
     }
 }
@@ -313,8 +345,8 @@ fn string_kv(key: &str, value: String) -> KeyValue {
 mod tests {
     use super::*;
     use crate::model::{
-        CustomEvent, ErrorEvent, HttpCall, Interaction, LogEvent, NavigationTiming, PageContext,
-        PageLoad, Rating, ResourceTiming, VitalName, WebVital,
+        CustomEvent, DeviceClass, ErrorEvent, HttpCall, Interaction, LogEvent, NavigationTiming,
+        PageContext, PageLoad, Rating, ResourceTiming, VitalName, WebVital,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -441,21 +473,32 @@ mod tests {
         b.context
             .attributes
             .push(("user_agent.name".into(), s("FromClient")));
+        b.context
+            .attributes
+            .push((DEVICE_CLASS.into(), s("fridge")));
         p.process_batch(&mut b);
         let get = |key: &str| {
-            b.context
-                .attributes
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
+            let mut values = b.context.attributes.iter().filter(|(k, _)| k == key);
+            let value = values.next().map(|(_, v)| v.clone());
+            assert!(values.next().is_none(), "{key} is written once");
+            value
         };
         assert_eq!(get("user_agent.name"), Some(s("FromClient")));
         assert_eq!(get("user_agent.os.name"), Some(s("iOS")));
-        assert_eq!(get("rum.device.class"), Some(s("mobile")));
+        assert_eq!(
+            get(DEVICE_CLASS),
+            Some(s("mobile")),
+            "the bridge's value wins"
+        );
+        assert_eq!(b.context.device_class, Some(DeviceClass::Mobile));
+        assert_eq!(b.context.browser.name.as_deref(), Some("Safari"));
 
         let mut logs = vec![ResourceLogs {
             resource: Some(Resource {
-                attributes: vec![kv("user_agent.original", sv(UA))],
+                attributes: vec![
+                    kv("user_agent.original", sv(UA)),
+                    kv(DEVICE_CLASS, sv("fridge")),
+                ],
                 ..Default::default()
             }),
             ..Default::default()
@@ -464,6 +507,84 @@ mod tests {
         let res = &logs[0].resource.as_ref().unwrap().attributes;
         assert_eq!(find(res, "user_agent.name"), Some(&sv("Safari")));
         assert_eq!(find(res, "user_agent.os.version"), Some(&sv("17.0")));
-        assert_eq!(find(res, "rum.device.class"), Some(&sv("mobile")));
+        assert_eq!(find(res, DEVICE_CLASS), Some(&sv("mobile")));
+        assert_eq!(res.iter().filter(|kv| kv.key == DEVICE_CLASS).count(), 1);
+    }
+
+    /// Runs `process_batch` on a context with this user agent and these client hints; returns
+    /// the typed device class and browser name, and the `rum.device.class` attribute.
+    fn parsed_context(
+        user_agent: Option<&str>,
+        mobile: Option<bool>,
+        brands: &[&str],
+    ) -> (Option<DeviceClass>, Option<String>, Option<AttrValue>) {
+        let mut b = batch();
+        b.context.user_agent = user_agent.map(str::to_owned);
+        b.context.browser.mobile = mobile;
+        b.context.browser.brands = brands.iter().map(|b| b.to_string()).collect();
+        processor().process_batch(&mut b);
+        let attribute = b
+            .context
+            .attributes
+            .iter()
+            .find(|(k, _)| k == DEVICE_CLASS)
+            .map(|(_, v)| v.clone());
+        (b.context.device_class, b.context.browser.name, attribute)
+    }
+
+    #[test]
+    fn device_class_comes_from_the_user_agent_then_the_mobile_client_hint() {
+        use DeviceClass::*;
+        const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        const IPAD: &str = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1";
+        const FIREFOX_LINUX: &str =
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        const GOOGLEBOT: &str =
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        let cases = [
+            (Some(IPHONE), None, Some(Mobile)),
+            (Some(IPAD), Some(false), Some(Tablet)),
+            (Some(FIREFOX_LINUX), Some(true), Some(Desktop)),
+            (Some(GOOGLEBOT), None, Some(Bot)),
+            (Some("curl/8.0"), Some(true), Some(Mobile)),
+            (None, Some(true), Some(Mobile)),
+            (None, Some(false), Some(Desktop)),
+            (None, None, None),
+        ];
+        for (ua, mobile, expected) in cases {
+            let (class, _, attribute) = parsed_context(ua, mobile, &[]);
+            assert_eq!(class, expected, "{ua:?} {mobile:?}");
+            assert_eq!(
+                attribute,
+                expected.map(|c| s(c.as_str())),
+                "{ua:?} {mobile:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn browser_names_come_from_the_user_agent_then_the_brands() {
+        let chrome_brands = ["Chromium 156", "Google Chrome 156", "Not_A Brand 24"];
+        let agents = [
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox"),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1", "Safari"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0", "Edge"),
+        ];
+        for (ua, name) in agents {
+            // The parsed user agent wins over the brands.
+            let (_, browser, _) = parsed_context(Some(ua), None, &chrome_brands);
+            assert_eq!(browser.as_deref(), Some(name), "{ua}");
+        }
+        let brands = |brands: &[&str]| parsed_context(None, None, brands).1;
+        assert_eq!(brands(&chrome_brands).as_deref(), Some("Chrome"));
+        assert_eq!(
+            brands(&["Not)A;Brand 8", "Microsoft Edge 120"]).as_deref(),
+            Some("Edge")
+        );
+        assert_eq!(brands(&["Chromium 156"]).as_deref(), Some("Chromium"));
+        assert_eq!(brands(&["Not)A;Brand 8"]), None);
+        // A user agent that names no browser leaves the brands to say.
+        let (_, browser, _) = parsed_context(Some("Mozilla/5.0"), None, &chrome_brands);
+        assert_eq!(browser.as_deref(), Some("Chrome"));
     }
 }

@@ -7,34 +7,21 @@
 //! smartphones, are told apart by the `iPad` / `Tablet` tokens and by Android without
 //! `Mobile` (Google's rule). Crawlers are `bot`, with `user_agent.synthetic.type = bot`.
 //! Browsers send few distinct user agents, so results are cached (bounded).
+//!
+//! This is the only user-agent parser of the bridge: `process` parses once per request and
+//! stores the result in the page context (`PageContext::device_class`, `BrowserInfo::name`),
+//! where the resource of spans and logs and the labels of metric points both read it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::model::semconv::{USER_AGENT_NAME, USER_AGENT_VERSION};
+use crate::model::DeviceClass;
 
 /// Distinct user agents remembered; the cache starts over when full.
 const CACHE_CAPACITY: usize = 4096;
 /// Longest user agent parsed (longer ones are not browsers worth parsing).
 const MAX_PARSED_LEN: usize = 1024;
-
-/// A device class (`rum.device.class`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceClass {
-    Desktop,
-    Mobile,
-    Tablet,
-    Bot,
-}
-
-impl DeviceClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceClass::Desktop => "desktop",
-            DeviceClass::Mobile => "mobile",
-            DeviceClass::Tablet => "tablet",
-            DeviceClass::Bot => "bot",
-        }
-    }
-}
 
 /// What a user-agent string says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,17 +34,15 @@ pub struct UserAgent {
 }
 
 impl UserAgent {
-    /// The attributes to add, semconv names first.
+    /// The attributes to add where the client sent none, semconv names first.
+    /// `rum.device.class` is not among them: it is bridge-defined, and written from
+    /// [`device_class`] whatever the client sent.
     pub fn attributes(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            ("user_agent.name", self.name.as_deref()),
-            ("user_agent.version", self.version.as_deref()),
+            (USER_AGENT_NAME, self.name.as_deref()),
+            (USER_AGENT_VERSION, self.version.as_deref()),
             ("user_agent.os.name", self.os_name.as_deref()),
             ("user_agent.os.version", self.os_version.as_deref()),
-            (
-                "rum.device.class",
-                self.device_class.map(DeviceClass::as_str),
-            ),
             (
                 "user_agent.synthetic.type",
                 (self.device_class == Some(DeviceClass::Bot)).then_some("bot"),
@@ -120,6 +105,53 @@ pub fn parse(ua: &str) -> UserAgent {
         os_version: os_version.and_then(|v| known(&v)),
         device_class,
     }
+}
+
+/// The device class of a page view: the parsed user agent's, else the UA Client Hint
+/// `mobile` (`Sec-CH-UA-Mobile` or `navigator.userAgentData.mobile`), else unknown.
+pub fn device_class(parsed: Option<&UserAgent>, mobile_hint: Option<bool>) -> Option<DeviceClass> {
+    parsed
+        .and_then(|ua| ua.device_class)
+        .or(mobile_hint.map(|mobile| {
+            if mobile {
+                DeviceClass::Mobile
+            } else {
+                DeviceClass::Desktop
+            }
+        }))
+}
+
+/// The browser name of a page view: the parsed user agent's, else the first UA-CH brand that
+/// names a browser (`Chromium` only when no other brand does).
+pub fn browser_name(parsed: Option<&UserAgent>, brands: &[String]) -> Option<String> {
+    if let Some(name) = parsed.and_then(|ua| ua.name.as_ref()) {
+        return Some(name.clone());
+    }
+    let mut chromium = false;
+    for brand in brands {
+        match brand_browser(brand) {
+            Some("Chromium") => chromium = true,
+            Some(name) => return Some(name.to_owned()),
+            None => {}
+        }
+    }
+    chromium.then(|| "Chromium".to_owned())
+}
+
+/// Maps a UA-CH brand ("Google Chrome 120"; GREASE brands map to nothing).
+fn brand_browser(brand: &str) -> Option<&'static str> {
+    const BRANDS: [(&str, &str); 6] = [
+        ("Google Chrome", "Chrome"),
+        ("Microsoft Edge", "Edge"),
+        ("Opera", "Opera"),
+        ("Samsung Internet", "Samsung Internet"),
+        ("Brave", "Brave"),
+        ("Chromium", "Chromium"),
+    ];
+    BRANDS
+        .into_iter()
+        .find(|(prefix, _)| brand.starts_with(prefix))
+        .map(|(_, name)| name)
 }
 
 fn is_tablet(ua: &str) -> bool {
@@ -220,7 +252,6 @@ mod tests {
                 ("user_agent.version", "120.0.0.0"),
                 ("user_agent.os.name", "Windows"),
                 ("user_agent.os.version", "NT 10.0"),
-                ("rum.device.class", "desktop"),
             ]
         );
         assert_eq!(UserAgent::default().attributes().count(), 0);
