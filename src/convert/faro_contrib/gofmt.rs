@@ -76,7 +76,11 @@ pub fn rfc3339_millis(nanos: u64) -> String {
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:1+]Z");
     // Sub-millisecond parts are cut, as Go's `.999` does; `1+` then drops trailing zeros.
     let millis = nanos / 1_000_000;
-    let format = if millis % 1000 == 0 { WHOLE } else { MILLIS };
+    let format = if millis.is_multiple_of(1000) {
+        WHOLE
+    } else {
+        MILLIS
+    };
     // Every u64 of nanoseconds (up to the year 2554) is a valid `OffsetDateTime`.
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .ok()
