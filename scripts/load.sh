@@ -4,13 +4,18 @@
 # summary, the bridge's CPU time per request, its peak RSS, and the export counters.
 # Bounded: each run lasts DURATION seconds (default 10) and the script stops everything it started.
 #   scripts/load.sh [DURATION] [CONNECTIONS]
+# RUM_BRIDGE_BIN=path/to/rum-bridge measures that binary instead of building this tree (to
+# compare two builds on the same machine in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
 conns=${2:-32}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 scripts/install-test-deps.sh >/dev/null
-scripts/build-release.sh --quiet
+if [ -z "${RUM_BRIDGE_BIN:-}" ]; then
+  scripts/build-release.sh --quiet
+  RUM_BRIDGE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/rum-bridge"
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -29,7 +34,7 @@ name = "collector"
 endpoint = "http://127.0.0.1:14317"
 protocol = "grpc"
 TOML
-RUST_LOG=warn target/release/rum-bridge run --config "$work/bridge.toml" &
+RUST_LOG=warn "$RUM_BRIDGE_BIN" run --config "$work/bridge.toml" &
 bridge=$!
 pids+=($bridge)
 for _ in $(seq 100); do curl -fs http://127.0.0.1:14381/readyz >/dev/null && break; sleep 0.1; done
