@@ -26,9 +26,9 @@ use std::fmt;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::lenient::{boolean, string, string_map, Lax, LaxList};
 use crate::model::faro_contrib;
 use crate::model::{AttrValue, PageContext};
+use crate::receive::lenient::{boolean, string, string_map, Lax, LaxList};
 
 /// Most brands kept from `browser.brands`.
 const MAX_BRANDS: usize = 16;
