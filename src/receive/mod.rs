@@ -16,6 +16,7 @@ pub mod client_ip;
 pub mod cors;
 pub mod error;
 pub mod faro;
+pub(crate) mod lenient;
 pub mod loader;
 pub mod native;
 pub mod otlp;

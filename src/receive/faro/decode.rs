@@ -5,11 +5,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::items::{Items, Section};
-use super::{lenient, meta, traces};
+use super::{meta, traces};
 use crate::config::{FaroCompat, LimitsConfig};
 use crate::model::faro_contrib::FaroRecords;
 use crate::model::{Reason, Rejected, RumBatch, RumEvent};
 use crate::receive::body::{nesting_exceeds, MAX_JSON_DEPTH};
+use crate::receive::lenient;
 
 /// Why a whole Faro body was refused (`400`).
 #[derive(Debug, thiserror::Error)]

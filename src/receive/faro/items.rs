@@ -1,7 +1,7 @@
 //! Faro signal items (`logs`, `exceptions`, `measurements`, `events`) → [`RumEvent`]s.
 //!
 //! Each item is parsed on its own from its raw JSON, into a typed struct whose fields are all
-//! read leniently ([`super::lenient`]): an item is rejected only when it is not an object, has
+//! read leniently ([`crate::receive::lenient`]): an item is rejected only when it is not an object, has
 //! a duplicate key, or lacks what makes it meaningful (an event without a name). Times are Unix
 //! epoch ms (`time_origin_ms` is 0 for Faro batches); an item without a readable `timestamp`
 //! takes the bridge's receive time.
@@ -26,9 +26,7 @@ mod contrib;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::lenient::{
-    boolean, number, number_map, object, string, string_map, timestamp, Lax, LaxList,
-};
+use super::lenient::timestamp;
 use super::meta::MetaExtras;
 use super::perf;
 use crate::config::LimitsConfig;
@@ -37,6 +35,9 @@ use crate::model::trace_context::{parse_span_id, parse_trace_id};
 use crate::model::{
     AttrValue, Attributes, CustomEvent, ErrorEvent, LogEvent, PageLoad, Rating, Reason, Rejected,
     RumEvent, Severity, SpanRef, TraceContext, VitalName, WebVital,
+};
+use crate::receive::lenient::{
+    boolean, number, number_map, object, string, string_map, Lax, LaxList,
 };
 use contrib::{contrib_event, contrib_exception, contrib_log, contrib_measurement};
 

@@ -21,14 +21,14 @@
 //! `geo` is ignored: a client cannot be trusted with it (Faro's spec has the receiver fill it
 //! in). `view` and viewport sizes are not mapped.
 
-use std::fmt;
+use std::borrow::Cow;
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::SeqAccess;
 use serde::Deserialize;
 
-use super::lenient::{boolean, string, string_map, Lax, LaxList};
 use crate::model::faro_contrib;
 use crate::model::{AttrValue, PageContext};
+use crate::receive::lenient::{boolean, read, string, string_map, Expect, Lax, LaxList, Lenient};
 
 /// Most brands kept from `browser.brands`.
 const MAX_BRANDS: usize = 16;
@@ -205,22 +205,21 @@ struct Brand {
 
 impl<'de> Deserialize<'de> for Brands {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(BrandsVisitor)
+        Ok(read(d, BrandsExpect)?.unwrap_or_default())
     }
 }
 
-struct BrandsVisitor;
+/// An array of brand objects or one string; any other type reads as no brands.
+struct BrandsExpect;
 
-impl<'de> Visitor<'de> for BrandsVisitor {
-    type Value = Brands;
+impl<'de> Expect<'de> for BrandsExpect {
+    type Out = Brands;
+    const EXPECTED: &'static str = "an array of brands or a string";
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of brands or a string")
+    fn text(self, s: Cow<'de, str>) -> Lenient<Brands> {
+        Lenient::Value(Brands(faro_contrib::Brands::Text(s.into_owned())))
     }
-    fn visit_str<E>(self, s: &str) -> Result<Brands, E> {
-        Ok(Brands(faro_contrib::Brands::Text(s.to_owned())))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Brands, A::Error> {
+    fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<Brands>, A::Error> {
         let mut out = Vec::new();
         while let Some(Lax(item)) = seq.next_element::<Lax<Brand>>()? {
             let Some(Brand { brand, version }) = item else {
@@ -231,29 +230,7 @@ impl<'de> Visitor<'de> for BrandsVisitor {
                 out.push((brand, version));
             }
         }
-        Ok(Brands(faro_contrib::Brands::List(out)))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Brands, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Brands::default())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Brands, E> {
-        Ok(Brands::default())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Brands, E> {
-        Ok(Brands::default())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Brands, E> {
-        Ok(Brands::default())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Brands, E> {
-        Ok(Brands::default())
-    }
-    fn visit_unit<E>(self) -> Result<Brands, E> {
-        Ok(Brands::default())
-    }
-    fn visit_none<E>(self) -> Result<Brands, E> {
-        Ok(Brands::default())
+        Ok(Lenient::Value(Brands(faro_contrib::Brands::List(out))))
     }
 }
 

@@ -15,8 +15,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::lenient::{items, object, string};
 use crate::model::{Reason, Rejected};
+use crate::receive::lenient::{items, object, string};
 
 /// Most `resourceSpans`, and `scopeSpans` per resource, read; the rest count as dropped items.
 const MAX_GROUPS: usize = 64;

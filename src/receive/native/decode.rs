@@ -9,12 +9,11 @@
 //!
 //! Decoding is lenient per item: a wrong event is dropped and recorded in
 //! [`RumBatch::rejected`], the others are kept. Only whole-body problems are a [`NativeError`].
-//! It is single-pass over the body, borrowing strings where it can (see [`lenient`]): a page-load
+//! It is single-pass over the body, borrowing strings where it can (see [`crate::receive::lenient`]): a page-load
 //! beacon is on the hot path of the bridge.
 
 mod context;
 mod events;
-mod lenient;
 #[cfg(test)]
 mod tests;
 mod timing;
@@ -34,9 +33,11 @@ use crate::model::{
 };
 use crate::receive::body::nesting_exceeds;
 
+use crate::receive::lenient::{
+    bounded, take, Any, Expect, Flag, Found, Lenient, List, Num, Pairs, Problem, Text, UInt,
+};
 use context::*;
 use events::*;
-use lenient::{bounded, take, Any, Expect, Flag, Lenient, Num, Problem, Text, UInt};
 use timing::*;
 use web_vitals::{Attribution, AttributionObj, EntryStarts};
 
@@ -46,8 +47,6 @@ pub const FORMAT_VERSION: u32 = 1;
 pub use crate::receive::body::MAX_JSON_DEPTH as MAX_DEPTH;
 /// Most attributes kept per `attrs` object; the rest are ignored.
 pub const MAX_ATTRIBUTES: usize = 64;
-/// Longest attribute key kept (bytes); longer keys are ignored.
-const MAX_ATTRIBUTE_KEY_LEN: usize = 128;
 /// Most entries kept in the small context lists (`br.brands`, `consent`).
 const MAX_LIST_ITEMS: usize = 32;
 /// `sdk.name` given to bare web-vitals bodies, which do not name their sender.
@@ -381,7 +380,7 @@ impl<'de> Expect<'de> for Body<'_> {
                 Key::Load => c.page_span = take(&mut map, SpanIds, "load", &mut ignored)?.flatten(),
                 Key::Sent => c.sent_at_ms = take(&mut map, Num, "sent", &mut ignored)?,
                 Key::Consent => {
-                    c.consent = take(&mut map, List(TextItem { ctx }), "consent", &mut ignored)?
+                    c.consent = take(&mut map, list(TextItem { ctx }), "consent", &mut ignored)?
                 }
                 Key::Attrs => {
                     c.attributes =

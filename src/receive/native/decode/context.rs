@@ -13,23 +13,17 @@ impl<'de> Expect<'de> for Attrs<'_> {
     type Out = Attributes;
     const EXPECTED: &'static str = "an object of attributes";
 
-    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Lenient<Attributes>, A::Error> {
-        let mut out = Attributes::new();
-        while let Some(key) = map.next_key_seed(Any(Text))? {
-            let value = map.next_value_seed(Any(AttrVal { ctx: self.ctx }))?;
-            if let (Lenient::Value(key), Lenient::Value(value)) = (key, value) {
-                if out.len() < MAX_ATTRIBUTES
-                    && !key.is_empty()
-                    && key.len() <= MAX_ATTRIBUTE_KEY_LEN
-                {
-                    out.push((key.into_owned(), value));
-                }
-            }
+    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Lenient<Attributes>, A::Error> {
+        let value = AttrVal { ctx: self.ctx };
+        Pairs {
+            value,
+            max: MAX_ATTRIBUTES,
         }
-        Ok(Lenient::Value(out))
+        .object(map)
     }
 }
 
+#[derive(Clone, Copy)]
 pub(super) struct AttrVal<'a> {
     pub(super) ctx: &'a Ctx,
 }
@@ -53,22 +47,10 @@ impl<'de> Expect<'de> for AttrVal<'_> {
 }
 
 /// An array of `E` values, capped at [`MAX_LIST_ITEMS`]; wrong items are skipped.
-pub(super) struct List<E>(pub(super) E);
-
-impl<'de, E: Expect<'de> + Copy> Expect<'de> for List<E> {
-    type Out = Vec<E::Out>;
-    const EXPECTED: &'static str = "an array";
-
-    fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<Self::Out>, A::Error> {
-        let mut out = Vec::new();
-        while let Some(item) = seq.next_element_seed(Any(self.0))? {
-            if let Lenient::Value(v) = item {
-                if out.len() < MAX_LIST_ITEMS {
-                    out.push(v);
-                }
-            }
-        }
-        Ok(Lenient::Value(out))
+pub(super) fn list<E>(item: E) -> List<E> {
+    List {
+        item,
+        max: MAX_LIST_ITEMS,
     }
 }
 
@@ -126,7 +108,7 @@ impl<'de> Expect<'de> for Brand<'_> {
         Ok(match (brand, version) {
             (Some(b), Some(v)) => Lenient::Value(self.ctx.s(Cow::Owned(format!("{b} {v}")))),
             (Some(b), None) => Lenient::Value(self.ctx.s(b)),
-            (None, _) => Lenient::Bad(lenient::Found::Object),
+            (None, _) => Lenient::Bad(Found::Object),
         })
     }
 }
@@ -158,7 +140,7 @@ impl<'de> Expect<'de> for BrowserObj<'_> {
         while let Some(key) = map.next_key::<BrowserKey>()? {
             match key {
                 BrowserKey::Brands => {
-                    b.brands = take(&mut map, List(Brand { ctx }), "brands", &mut ignored)?
+                    b.brands = take(&mut map, list(Brand { ctx }), "brands", &mut ignored)?
                         .unwrap_or_default()
                 }
                 BrowserKey::Platform => {

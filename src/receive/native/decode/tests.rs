@@ -420,6 +420,19 @@ fn numbers_as_strings_are_coerced() {
     assert_eq!(h.request_body_size, Some(10));
 }
 
+/// Booleans follow the shared rule (`src/receive/lenient/scalar.rs`): `"true"`/`"false"` in any
+/// case, as Faro's readers always took them.
+#[test]
+fn boolean_strings_are_coerced_in_any_case() {
+    let batch = decode_ok(&beacon(
+        r#"{"type":"error","time":1,"message":"boom","handled":"TRUE"}"#,
+    ));
+    let RumEvent::Error(e) = single(batch) else {
+        panic!("not an error event")
+    };
+    assert!(e.handled);
+}
+
 #[test]
 fn unknown_keys_are_ignored() {
     let batch = decode_ok(

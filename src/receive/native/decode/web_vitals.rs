@@ -10,9 +10,9 @@
 use serde::de::{IgnoredAny, MapAccess, SeqAccess};
 use serde::Deserialize;
 
-use super::lenient::{take, Any, Expect, Lenient, Num, Text};
 use super::{Ctx, TimingObj};
 use crate::model::{AttrValue, Attributes, TraceContext, VitalName};
+use crate::receive::lenient::{take, Any, Expect, Lenient, Num, Text};
 
 /// What the bridge keeps of `metric.attribution`.
 #[derive(Debug, Default)]

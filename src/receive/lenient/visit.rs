@@ -1,14 +1,12 @@
-//! Lenient, single-pass JSON reading for the native decoder.
+//! The visitor framework: every value is read through [`Any`], which accepts whatever JSON type
+//! arrives and hands it to the [`Expect`] implementation for the expected shape. A wrong type is
+//! reported as [`Lenient::Bad`] after the value is consumed, so the parser stays in step and
+//! decoding goes on; only real syntax errors end the parse.
 //!
-//! Beacons come from browsers we do not control, so one wrong field must cost one event, not the
-//! whole request. serde's derived structs fail the whole document on the first wrong type, and
-//! reading into `serde_json::Value` first is about twice as slow. Instead every value is read
-//! through [`Any`], which accepts whatever JSON type arrives and reports a wrong one as
-//! [`Lenient::Bad`] after consuming it, so the parser stays in step and decoding goes on. Only
-//! real syntax errors end the parse.
-//!
-//! Each expected shape is an [`Expect`] implementation that overrides the JSON types it accepts;
-//! everything else falls back to "wrong type".
+//! Each expected shape overrides the JSON types it accepts; everything else falls back to
+//! "wrong type" (containers are drained with `IgnoredAny`, which serde_json walks without
+//! recursion). Hand-written readers use [`take`], which records the first [`Problem`]; serde
+//! derives use [`read`], which reads a wrong value as absent.
 
 use crate::model::Reason;
 use std::borrow::Cow;
@@ -211,197 +209,21 @@ where
     })
 }
 
-/// A finite number; numeric strings (`"12.5"`) are coerced.
-pub(crate) struct Num;
-
-impl Expect<'_> for Num {
-    type Out = f64;
-    const EXPECTED: &'static str = "a number";
-
-    fn float(self, v: f64) -> Lenient<f64> {
-        if v.is_finite() {
-            Lenient::Value(v)
-        } else {
-            Lenient::Bad(Found::NonFinite)
-        }
-    }
-    fn text(self, v: Cow<'_, str>) -> Lenient<f64> {
-        match v.trim().parse::<f64>() {
-            Ok(n) => self.float(n),
-            Err(_) => Lenient::Bad(Found::NotNumeric),
-        }
-    }
-}
-
-/// A whole number in `0..=max`; numeric strings are coerced.
-#[derive(Clone, Copy)]
-pub(crate) struct UInt(pub(crate) u64);
-
-impl Expect<'_> for UInt {
-    type Out = u64;
-    const EXPECTED: &'static str = "a non-negative whole number";
-
-    fn int(self, v: i64) -> Lenient<u64> {
-        match u64::try_from(v) {
-            Ok(n) if n <= self.0 => Lenient::Value(n),
-            _ => Lenient::Bad(Found::OutOfRange),
-        }
-    }
-    fn float(self, v: f64) -> Lenient<u64> {
-        if !v.is_finite() {
-            Lenient::Bad(Found::NonFinite)
-        } else if v >= 0.0 && v.fract() == 0.0 && v <= self.0 as f64 {
-            Lenient::Value(v as u64)
-        } else {
-            Lenient::Bad(Found::OutOfRange)
-        }
-    }
-    fn text(self, v: Cow<'_, str>) -> Lenient<u64> {
-        match v.trim().parse::<f64>() {
-            Ok(n) => self.float(n),
-            Err(_) => Lenient::Bad(Found::NotNumeric),
-        }
-    }
-}
-
-/// A string, borrowed from the body when it has no escapes. Numbers are coerced to their
-/// decimal text (ids sometimes arrive as numbers).
-pub(crate) struct Text;
-
-impl<'de> Expect<'de> for Text {
-    type Out = Cow<'de, str>;
-    const EXPECTED: &'static str = "a string";
-
-    fn int(self, v: i64) -> Lenient<Self::Out> {
-        Lenient::Value(Cow::Owned(v.to_string()))
-    }
-    fn float(self, v: f64) -> Lenient<Self::Out> {
-        Lenient::Value(Cow::Owned(v.to_string()))
-    }
-    fn text(self, v: Cow<'de, str>) -> Lenient<Self::Out> {
-        Lenient::Value(v)
-    }
-}
-
-/// A boolean; `"true"`/`"false"` and `0`/`1` are coerced.
-pub(crate) struct Flag;
-
-impl Expect<'_> for Flag {
-    type Out = bool;
-    const EXPECTED: &'static str = "a boolean";
-
-    fn boolean(self, v: bool) -> Lenient<bool> {
-        Lenient::Value(v)
-    }
-    fn int(self, v: i64) -> Lenient<bool> {
-        match v {
-            0 => Lenient::Value(false),
-            1 => Lenient::Value(true),
-            _ => Lenient::Bad(Found::Number),
-        }
-    }
-    fn text(self, v: Cow<'_, str>) -> Lenient<bool> {
-        match v.as_ref() {
-            "true" => Lenient::Value(true),
-            "false" => Lenient::Value(false),
-            _ => Lenient::Bad(Found::Text),
-        }
-    }
-}
-
-/// Truncates to at most `max` bytes, at a character boundary, and takes ownership.
-pub(crate) fn bounded(s: Cow<'_, str>, max: usize) -> String {
-    if s.len() <= max {
-        return s.into_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+/// Reads one value as `E` for a `deserialize_with` helper: a wrong value reads as absent.
+pub(crate) fn read<'de, D, E>(d: D, expect: E) -> Result<Option<E::Out>, D::Error>
+where
+    D: Deserializer<'de>,
+    E: Expect<'de>,
+{
+    Ok(match Any(expect).deserialize(d)? {
+        Lenient::Value(v) => Some(v),
+        Lenient::Absent | Lenient::Bad(_) => None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn read<'de, E: Expect<'de>>(json: &'de str, e: E) -> Lenient<E::Out> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        Any(e).deserialize(&mut de).unwrap()
-    }
-
-    #[test]
-    fn numbers_coerce_from_strings_and_reject_the_rest() {
-        assert!(matches!(read("12.5", Num), Lenient::Value(v) if v == 12.5));
-        assert!(matches!(read("\" 7 \"", Num), Lenient::Value(v) if v == 7.0));
-        assert!(matches!(
-            read("\"NaN\"", Num),
-            Lenient::Bad(Found::NonFinite)
-        ));
-        assert!(matches!(
-            read("\"inf\"", Num),
-            Lenient::Bad(Found::NonFinite)
-        ));
-        assert!(matches!(
-            read("\"abc\"", Num),
-            Lenient::Bad(Found::NotNumeric)
-        ));
-        assert!(matches!(
-            read("{\"a\":[1,{}]}", Num),
-            Lenient::Bad(Found::Object)
-        ));
-        assert!(matches!(read("[1,[2]]", Num), Lenient::Bad(Found::Array)));
-        assert!(matches!(read("true", Num), Lenient::Bad(Found::Bool)));
-        assert!(matches!(read("null", Num), Lenient::Absent));
-    }
-
-    #[test]
-    fn unsigned_ranges() {
-        assert!(matches!(read("200", UInt(999)), Lenient::Value(200)));
-        assert!(matches!(read("\"404\"", UInt(999)), Lenient::Value(404)));
-        assert!(matches!(
-            read("1000", UInt(999)),
-            Lenient::Bad(Found::OutOfRange)
-        ));
-        assert!(matches!(
-            read("-1", UInt(999)),
-            Lenient::Bad(Found::OutOfRange)
-        ));
-        assert!(matches!(
-            read("1.5", UInt(999)),
-            Lenient::Bad(Found::OutOfRange)
-        ));
-        assert!(matches!(
-            read("18446744073709551615", UInt(10)),
-            Lenient::Bad(_)
-        ));
-    }
-
-    #[test]
-    fn text_borrows_unless_escaped() {
-        assert!(matches!(
-            read("\"abc\"", Text),
-            Lenient::Value(Cow::Borrowed("abc"))
-        ));
-        assert!(matches!(read("\"a\\\"c\"", Text), Lenient::Value(Cow::Owned(s)) if s == "a\"c"));
-        assert!(matches!(read("42", Text), Lenient::Value(s) if s == "42"));
-        assert!(matches!(read("false", Text), Lenient::Bad(Found::Bool)));
-    }
-
-    #[test]
-    fn flags() {
-        assert!(matches!(read("true", Flag), Lenient::Value(true)));
-        assert!(matches!(read("\"false\"", Flag), Lenient::Value(false)));
-        assert!(matches!(read("1", Flag), Lenient::Value(true)));
-        assert!(matches!(read("2", Flag), Lenient::Bad(Found::Number)));
-    }
-
-    #[test]
-    fn bounded_cuts_at_char_boundary() {
-        assert_eq!(bounded(Cow::Borrowed("héllo"), 2), "h");
-        assert_eq!(bounded(Cow::Borrowed("héllo"), 3), "hé");
-        assert_eq!(bounded(Cow::Borrowed("abc"), 10), "abc");
-    }
 
     #[test]
     fn problem_names_the_path() {
