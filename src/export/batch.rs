@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use super::buffer::Hold;
+use super::acks::Hold;
 use crate::config::BatchConfig;
 use crate::handoff::attributes::AttributeCaps;
 use crate::handoff::{metric_points, Payload, Signal};

@@ -11,6 +11,7 @@
 //! then does the edge answer `202`. Every item ends up counted as exported or failed with a
 //! reason (`admin::Metrics`).
 
+mod acks;
 pub mod batch;
 mod buffer;
 pub mod file;
@@ -19,6 +20,7 @@ pub mod http;
 mod queue;
 pub mod retry;
 pub mod tls;
+mod worker;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,8 +38,9 @@ use crate::config::{ExporterConfig, Protocol};
 use crate::handoff::{Backpressure, Payload, Receipt};
 use batch::BatchData;
 use buffer::{RecordBody, SpoolHandle, WriteRequest};
-use queue::{Phase, QueueHandle, Queued, Worker};
+use queue::{Phase, QueueHandle, Queued};
 use retry::SendError;
+use worker::Worker;
 
 /// Queue slots per worker of a buffered exporter: its queue is on disk, so a few payloads in
 /// memory keep the workers busy.

@@ -20,11 +20,10 @@
 //!   the destination keeps up, it takes the writer's in-memory copy (no read, no decode); what the
 //!   copy channel could not hold (an outage), and everything after a restart, is read back from
 //!   disk, stepping over damaged records (counted).
-//! - **Acks** ([`acks`]): the batches made from a record hold it; when the destination has
+//! - **Acks** ([`super::acks`]): the batches made from a record hold it; when the destination has
 //!   acknowledged them all the record is finished. The floor below which all records are
 //!   finished is persisted, so a restart replays from there (at-least-once).
 
-mod acks;
 mod reader;
 mod record;
 mod segment;
@@ -32,7 +31,6 @@ mod segment;
 mod tests;
 mod writer;
 
-pub(crate) use acks::Hold;
 pub(crate) use reader::Reader;
 pub(crate) use record::RecordBody;
 pub(crate) use writer::Writer;
@@ -48,12 +46,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::acks::{self, Acks, Hold};
 use super::queue::{Budget, Budgeted, Phase, QueueHandle, Queued};
 use super::ExportError;
 use crate::admin::{Exporter, ExporterReason, ExporterSignalReason, Metrics};
 use crate::config::{BufferFull, ExporterConfig};
 use crate::handoff::{Payload, Refusal, Signal};
-use acks::Acks;
 
 /// How often finished segments are deleted and the floor persisted.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
