@@ -21,6 +21,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
+use crate::model::semconv;
 use crate::config::{Config, Headers, LogFormat, Protocol, TelemetryConfig};
 
 /// How long shutdown waits for the last self-trace batch.
@@ -169,7 +170,7 @@ fn self_resource(config: &Config) -> Resource {
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
         )
         .with_service_name(config.self_service_name().to_owned())
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(KeyValue::new(semconv::SERVICE_VERSION, env!("CARGO_PKG_VERSION")))
         .build()
 }
 
