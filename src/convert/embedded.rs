@@ -14,8 +14,8 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 
 use super::resource::enrich_resource;
-use crate::model::semconv;
 use crate::model::otlp::{find, has_key, kv};
+use crate::model::semconv;
 use crate::model::semconv::{PAGE_VIEW_ID, SESSION_ID};
 use crate::model::{HttpCall, PageContext, SpanRef};
 use crate::process::otlp::normalize_span;
@@ -26,7 +26,9 @@ pub fn enrich(resource_spans: &mut [ResourceSpans], ctx: &PageContext, authorita
     for rs in resource_spans {
         let resource = rs.resource.get_or_insert_with(Resource::default);
         if authoritative_name {
-            resource.attributes.retain(|kv| kv.key != semconv::SERVICE_NAME);
+            resource
+                .attributes
+                .retain(|kv| kv.key != semconv::SERVICE_NAME);
         }
         enrich_resource(resource, ctx);
         for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {

@@ -45,7 +45,10 @@ fn resource_attributes(ctx: &PageContext) -> Vec<KeyValue> {
     };
     attrs.str(semconv::SERVICE_NAME, service);
     attrs.opt_str(semconv::SERVICE_VERSION, app.version.as_deref());
-    attrs.opt_str(semconv::DEPLOYMENT_ENVIRONMENT_NAME, app.environment.as_deref());
+    attrs.opt_str(
+        semconv::DEPLOYMENT_ENVIRONMENT_NAME,
+        app.environment.as_deref(),
+    );
     attrs.str(semconv::TELEMETRY_SDK_LANGUAGE, "webjs");
     attrs.opt_str("telemetry.sdk.name", ctx.sdk_name.as_deref());
     attrs.opt_str("telemetry.sdk.version", ctx.sdk_version.as_deref());

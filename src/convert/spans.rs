@@ -34,8 +34,8 @@ use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use super::attrs::AttrList;
 use super::ids::{child_span_id, derive_span, SAMPLED};
 use super::BatchContext;
-use crate::model::semconv;
 use crate::model::http::{normalize_method, resolve_url, server_address, OTHER_METHOD};
+use crate::model::semconv;
 use crate::model::{
     HttpCall, Interaction, NavigationTiming, PageLoad, ResourceTimingPhases, RumEvent, SpanRef,
     TraceContext,

@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use crate::model::semconv;
 use crate::model::http::split_host_port;
 use crate::model::otlp::kv;
+use crate::model::semconv;
 
 /// What the edge knows about the sender, added to resources that lack it.
 #[derive(Debug, Default)]

@@ -2,8 +2,8 @@
 //! docs/otlp-mapping.md, "Metric resource"). The app a point describes is a point attribute
 //! instead, set by the aggregator.
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use crate::model::semconv;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 /// The OTLP resource of bridge-aggregated metrics: the bridge itself, one per replica.

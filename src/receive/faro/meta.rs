@@ -26,8 +26,8 @@ use std::borrow::Cow;
 use serde::de::SeqAccess;
 use serde::Deserialize;
 
-use crate::model::semconv;
 use crate::model::faro_contrib;
+use crate::model::semconv;
 use crate::model::{AttrValue, PageContext};
 use crate::receive::lenient::{boolean, read, string, string_map, Expect, Lax, LaxList, Lenient};
 
