@@ -22,6 +22,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
 use crate::config::{Config, Headers, LogFormat, Protocol, TelemetryConfig};
+use crate::model::semconv;
 
 /// How long shutdown waits for the last self-trace batch.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,7 +170,10 @@ fn self_resource(config: &Config) -> Resource {
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
         )
         .with_service_name(config.self_service_name().to_owned())
-        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(KeyValue::new(
+            semconv::SERVICE_VERSION,
+            env!("CARGO_PKG_VERSION"),
+        ))
         .build()
 }
 

@@ -36,6 +36,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::model::semconv;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration, as read from TOML and overlaid with env and CLI flags.
@@ -384,7 +385,7 @@ impl Config {
             .as_deref()
             .or_else(|| {
                 self.resource_attributes
-                    .get("service.name")
+                    .get(semconv::SERVICE_NAME)
                     .map(String::as_str)
             })
             .unwrap_or("rum-bridge")

@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 
 use super::resource::enrich_resource;
 use crate::model::otlp::{find, has_key, kv};
+use crate::model::semconv;
 use crate::model::semconv::{PAGE_VIEW_ID, SESSION_ID};
 use crate::model::{HttpCall, PageContext, SpanRef};
 use crate::process::otlp::normalize_span;
@@ -25,7 +26,9 @@ pub fn enrich(resource_spans: &mut [ResourceSpans], ctx: &PageContext, authorita
     for rs in resource_spans {
         let resource = rs.resource.get_or_insert_with(Resource::default);
         if authoritative_name {
-            resource.attributes.retain(|kv| kv.key != "service.name");
+            resource
+                .attributes
+                .retain(|kv| kv.key != semconv::SERVICE_NAME);
         }
         enrich_resource(resource, ctx);
         for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
@@ -63,8 +66,8 @@ fn http_call(span: &Span) -> Option<HttpCall> {
         Some(Value::StringValue(s)) => Some(s.clone()),
         _ => None,
     };
-    let method = text("http.request.method")?;
-    let status = match find(&span.attributes, "http.response.status_code") {
+    let method = text(semconv::HTTP_REQUEST_METHOD)?;
+    let status = match find(&span.attributes, semconv::HTTP_RESPONSE_STATUS_CODE) {
         Some(Value::IntValue(code)) => u16::try_from(*code).ok(),
         Some(Value::StringValue(code)) => code.parse().ok(),
         _ => None,
@@ -72,7 +75,7 @@ fn http_call(span: &Span) -> Option<HttpCall> {
     let end = span.end_time_unix_nano.max(span.start_time_unix_nano);
     Some(HttpCall {
         method,
-        url: text("url.full").unwrap_or_default(),
+        url: text(semconv::URL_FULL).unwrap_or_default(),
         status,
         start: span.start_time_unix_nano as f64 / 1e6,
         duration: (end - span.start_time_unix_nano) as f64 / 1e6,
@@ -80,7 +83,7 @@ fn http_call(span: &Span) -> Option<HttpCall> {
             trace_id: span.trace_id.as_slice().try_into().ok()?,
             span_id: span.span_id.as_slice().try_into().ok()?,
         }),
-        error_type: text("error.type"),
+        error_type: text(semconv::ERROR_TYPE),
         ..Default::default()
     })
 }

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use super::attrs::{any_string, truncate_str};
 use super::ids::SAMPLED;
 use super::{epoch_ms_to_nanos, BatchContext};
+use crate::model::semconv;
 use crate::model::{CustomEvent, ErrorEvent, LogEvent, RumEvent, Severity, SpanRef, WebVital};
 
 /// Event name of JS errors (global handlers use plain `exception`, docs/otlp-mapping.md#exceptions).
@@ -66,7 +67,7 @@ pub(crate) fn convert_logs(cx: &BatchContext) -> Vec<LogRecord> {
 
 fn error(cx: &BatchContext, e: &ErrorEvent) -> LogRecord {
     let mut attrs = cx.attrs(3 + e.attributes.len());
-    attrs.opt_str("exception.type", e.error_type.as_deref());
+    attrs.opt_str(semconv::EXCEPTION_TYPE, e.error_type.as_deref());
     attrs.opt_str("exception.message", e.message.as_deref());
     attrs.opt_str("exception.stacktrace", e.stack.as_deref());
     attrs.extend_model(&e.attributes);

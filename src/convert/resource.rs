@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::attrs::{has_key, AttrList};
+use crate::model::semconv;
 use crate::model::PageContext;
 
 /// `service.name` when the app has no name (the SDK fallback form `unknown_service:<exe>`).
@@ -42,10 +43,13 @@ fn resource_attributes(ctx: &PageContext) -> Vec<KeyValue> {
     } else {
         &app.name
     };
-    attrs.str("service.name", service);
-    attrs.opt_str("service.version", app.version.as_deref());
-    attrs.opt_str("deployment.environment.name", app.environment.as_deref());
-    attrs.str("telemetry.sdk.language", "webjs");
+    attrs.str(semconv::SERVICE_NAME, service);
+    attrs.opt_str(semconv::SERVICE_VERSION, app.version.as_deref());
+    attrs.opt_str(
+        semconv::DEPLOYMENT_ENVIRONMENT_NAME,
+        app.environment.as_deref(),
+    );
+    attrs.str(semconv::TELEMETRY_SDK_LANGUAGE, "webjs");
     attrs.opt_str("telemetry.sdk.name", ctx.sdk_name.as_deref());
     attrs.opt_str("telemetry.sdk.version", ctx.sdk_version.as_deref());
     let browser = &ctx.browser;
@@ -57,7 +61,7 @@ fn resource_attributes(ctx: &PageContext) -> Vec<KeyValue> {
         attrs.bool("browser.mobile", mobile);
     }
     attrs.opt_str("browser.language", browser.language.as_deref());
-    attrs.opt_str("user_agent.original", ctx.user_agent.as_deref());
+    attrs.opt_str(semconv::USER_AGENT_ORIGINAL, ctx.user_agent.as_deref());
     attrs.extend_model(&ctx.attributes);
     attrs.into_vec()
 }

@@ -35,6 +35,7 @@ use super::attrs::AttrList;
 use super::ids::{child_span_id, derive_span, SAMPLED};
 use super::BatchContext;
 use crate::model::http::{normalize_method, resolve_url, server_address, OTHER_METHOD};
+use crate::model::semconv;
 use crate::model::{
     HttpCall, Interaction, NavigationTiming, PageLoad, ResourceTimingPhases, RumEvent, SpanRef,
     TraceContext,
@@ -121,8 +122,8 @@ fn page_load(cx: &BatchContext, pl: &PageLoad, out: &mut Vec<Span>) {
     let (start, end) = document_load_bounds(nav);
 
     let mut attrs = cx.attrs(4);
-    attrs.opt_str("url.full", page_url);
-    attrs.opt_str("url.template", cx.ctx.page_url_template.as_deref());
+    attrs.opt_str(semconv::URL_FULL, page_url);
+    attrs.opt_str(semconv::URL_TEMPLATE, cx.ctx.page_url_template.as_deref());
     attrs.opt_str(
         "browser.navigation_timing.type",
         nav.navigation_type.as_deref(),
@@ -207,14 +208,14 @@ impl FetchSpan<'_> {
             t.start_time + t.duration
         };
         let mut attrs = cx.attrs(8);
-        attrs.opt_str("url.full", self.url);
+        attrs.opt_str(semconv::URL_FULL, self.url);
         let status = t.response_status.filter(|s| *s != 0);
         if let Some(code) = status {
-            attrs.int("http.response.status_code", i64::from(code));
+            attrs.int(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(code));
         }
         let failed = status.filter(|s| *s >= 400);
         if let Some(code) = failed {
-            attrs.string("error.type", code.to_string());
+            attrs.string(semconv::ERROR_TYPE, code.to_string());
         }
         timing_attributes(&mut attrs, t);
         attrs.opt_str(
@@ -320,15 +321,15 @@ fn http_call(cx: &BatchContext, call: &HttpCall) -> Span {
     };
 
     let mut attrs = cx.attrs(12 + call.attributes.len());
-    attrs.str("http.request.method", method);
+    attrs.str(semconv::HTTP_REQUEST_METHOD, method);
     if method_original {
         attrs.str("http.request.method_original", &call.method);
     }
     url_attributes(&mut attrs, &call.url, cx.ctx.page_url.as_deref());
-    attrs.opt_str("url.template", call.url_template.as_deref());
+    attrs.opt_str(semconv::URL_TEMPLATE, call.url_template.as_deref());
     let status = call.status.filter(|s| *s != 0);
     if let Some(code) = status {
-        attrs.int("http.response.status_code", i64::from(code));
+        attrs.int(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(code));
     }
     let aborted = call
         .error_type
@@ -336,11 +337,11 @@ fn http_call(cx: &BatchContext, call: &HttpCall) -> Span {
         .is_some_and(|e| e.eq_ignore_ascii_case("abort") || e.eq_ignore_ascii_case("aborterror"));
     let failed = match (status, call.error_type.as_deref()) {
         (Some(code), _) if code >= 400 => {
-            attrs.string("error.type", code.to_string());
+            attrs.string(semconv::ERROR_TYPE, code.to_string());
             true
         }
         (_, Some(error)) => {
-            attrs.str("error.type", error);
+            attrs.str(semconv::ERROR_TYPE, error);
             // A request the page cancelled on purpose is not an error (semconv).
             !aborted
         }
@@ -439,16 +440,16 @@ fn known_trace(cx: &BatchContext, span_id: [u8; 8]) -> Option<[u8; 16]> {
 /// against the page URL; an unparsable one is kept as `url.full` only.
 fn url_attributes(attrs: &mut AttrList, raw: &str, page_url: Option<&str>) {
     let Some((u, relative)) = resolve_url(raw, page_url) else {
-        attrs.str("url.full", raw);
+        attrs.str(semconv::URL_FULL, raw);
         return;
     };
     // An absolute URL is kept as sent; a relative one as resolved.
-    attrs.str("url.full", if relative { u.as_str() } else { raw });
+    attrs.str(semconv::URL_FULL, if relative { u.as_str() } else { raw });
     if let Some(address) = server_address(&u) {
-        attrs.string("server.address", address);
+        attrs.string(semconv::SERVER_ADDRESS, address);
     }
     if let Some(port) = u.port_or_known_default() {
-        attrs.int("server.port", i64::from(port));
+        attrs.int(semconv::SERVER_PORT, i64::from(port));
     }
 }
 

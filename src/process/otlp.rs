@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 use crate::model::http::split_host_port;
 use crate::model::otlp::kv;
+use crate::model::semconv;
 
 /// What the edge knows about the sender, added to resources that lack it.
 #[derive(Debug, Default)]
@@ -34,11 +35,11 @@ impl Enrichment<'_> {
         let res = resource.get_or_insert_with(Resource::default);
         let attrs = &mut res.attributes;
         let pairs = [
-            ("service.name", self.service_name),
-            ("deployment.environment.name", self.environment),
-            ("service.version", self.version),
-            ("user_agent.original", self.user_agent),
-            ("telemetry.sdk.language", Some("webjs")),
+            (semconv::SERVICE_NAME, self.service_name),
+            (semconv::DEPLOYMENT_ENVIRONMENT_NAME, self.environment),
+            (semconv::SERVICE_VERSION, self.version),
+            (semconv::USER_AGENT_ORIGINAL, self.user_agent),
+            (semconv::TELEMETRY_SDK_LANGUAGE, Some("webjs")),
         ];
         for (k, v) in pairs {
             if let Some(v) = v {
@@ -117,12 +118,12 @@ pub fn normalize_span(span: &mut Span) {
 
 /// Legacy name → stable name (docs/otlp-mapping.md#legacy-http-attributes).
 const RENAMES: [(&str, &str); 6] = [
-    ("http.method", "http.request.method"),
-    ("http.url", "url.full"),
-    ("http.status_code", "http.response.status_code"),
-    ("http.host", "server.address"),
-    ("http.scheme", "url.scheme"),
-    ("http.user_agent", "user_agent.original"),
+    ("http.method", semconv::HTTP_REQUEST_METHOD),
+    ("http.url", semconv::URL_FULL),
+    ("http.status_code", semconv::HTTP_RESPONSE_STATUS_CODE),
+    ("http.host", semconv::SERVER_ADDRESS),
+    ("http.scheme", semconv::URL_SCHEME),
+    ("http.user_agent", semconv::USER_AGENT_ORIGINAL),
 ];
 
 /// Renames legacy keys in place (dropping the legacy one when the stable key already exists),
@@ -143,7 +144,7 @@ pub fn normalize_attributes(attrs: &mut Vec<KeyValue>) {
             continue;
         }
         attrs[i].key = new.to_owned();
-        if new == "server.address" {
+        if new == semconv::SERVER_ADDRESS {
             if let Some(Value::StringValue(host)) =
                 attrs[i].value.as_mut().and_then(|v| v.value.as_mut())
             {
@@ -156,9 +157,9 @@ pub fn normalize_attributes(attrs: &mut Vec<KeyValue>) {
         i += 1;
     }
     if let Some(p) = port {
-        if !attrs.iter().any(|kv| kv.key == "server.port") {
+        if !attrs.iter().any(|kv| kv.key == semconv::SERVER_PORT) {
             attrs.push(KeyValue {
-                key: "server.port".into(),
+                key: semconv::SERVER_PORT.into(),
                 value: Some(AnyValue {
                     value: Some(Value::IntValue(p)),
                 }),
@@ -167,7 +168,7 @@ pub fn normalize_attributes(attrs: &mut Vec<KeyValue>) {
         }
     }
     attrs.retain(|kv| {
-        !(kv.key == "http.response.status_code"
+        !(kv.key == semconv::HTTP_RESPONSE_STATUS_CODE
             && matches!(
                 kv.value.as_ref().and_then(|v| v.value.as_ref()),
                 Some(Value::IntValue(0))

@@ -9,23 +9,24 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::{string_kv, Processor, RequestInfo};
+use crate::model::semconv;
 use crate::model::semconv::CLIENT_ADDRESS as ATTR_CLIENT_ADDRESS;
 use crate::model::{AttrValue, Attributes};
 
 /// Attribute keys holding a user id.
-const USER_ID_KEYS: [&str; 2] = ["user.id", "enduser.id"];
+const USER_ID_KEYS: [&str; 2] = [semconv::USER_ID, semconv::ENDUSER_ID];
 /// Attribute keys left as they are: user agents are not personal data but look like IPs
 /// (`Chrome/120.0.0.0`), and a server's address is the server's, not the user's (URL hosts
 /// are kept too).
 const UNTOUCHED_KEYS: [&str; 4] = [
-    "user_agent.original",
+    semconv::USER_AGENT_ORIGINAL,
     "http.user_agent",
-    "url.template",
-    "server.address",
+    semconv::URL_TEMPLATE,
+    semconv::SERVER_ADDRESS,
 ];
 /// Attribute keys holding a whole (possibly relative) URL.
 const URL_KEYS: [&str; 6] = [
-    "url.full",
+    semconv::URL_FULL,
     "http.url",
     "http.target",
     "url.path",
@@ -51,9 +52,9 @@ impl KeyClass {
             KeyClass::Untouched
         } else if USER_ID_KEYS.contains(&key) {
             KeyClass::UserId
-        } else if key == "url.query" {
+        } else if key == semconv::URL_QUERY {
             KeyClass::Query
-        } else if key == "url.fragment" {
+        } else if key == semconv::URL_FRAGMENT {
             KeyClass::Fragment
         } else if key == "exception.stacktrace" {
             KeyClass::Stack
@@ -247,18 +248,18 @@ impl Processor {
 
     /// Adds `url.template` next to a `url.full` (already scrubbed) when the span has none.
     pub(super) fn add_url_template(&self, attributes: &mut Vec<KeyValue>) {
-        if attributes.iter().any(|kv| kv.key == "url.template") {
+        if attributes.iter().any(|kv| kv.key == semconv::URL_TEMPLATE) {
             return;
         }
         let full = attributes.iter().find_map(|kv| match &kv.value {
             Some(AnyValue {
                 value: Some(Value::StringValue(url)),
-            }) if kv.key == "url.full" => Some(url),
+            }) if kv.key == semconv::URL_FULL => Some(url),
             _ => None,
         });
         if let Some(url) = full {
             let template = self.url.template(url);
-            attributes.push(string_kv("url.template", template));
+            attributes.push(string_kv(semconv::URL_TEMPLATE, template));
         }
     }
 }

@@ -18,7 +18,7 @@ use super::descriptors::{
 };
 use super::instrument::{lock, CountAgg, HistogramAgg, Instrument, Limits, Measurement, Window};
 use super::key::{push_decimal, put_int, put_str, put_str_with, put_url_template, KEY_BUFFER};
-use super::labels::{country, device_class, normalize_method, url_host};
+use super::labels::{call_host, country, device_class, normalize_method};
 use crate::config::{MetricsConfig, Temporality};
 use crate::handoff::Payload;
 use crate::model::{PageContext, RumBatch, RumEvent, SpanRef, VitalName};
@@ -76,7 +76,6 @@ impl MetricsAggregator {
         }
         let ctx = &batch.context;
         let recorded_ns = bridge_time_ns(ctx);
-        let page_host = ctx.page_url.as_deref().and_then(url_host);
         KEY_BUFFER.with_borrow_mut(|key| {
             key.clear();
             put_str(
@@ -162,12 +161,8 @@ impl MetricsAggregator {
                             _ => put_str(key, None),
                         }
                         put_url_template(key, call.url_template.as_deref(), Some(&call.url));
-                        match url_host(&call.url).or(page_host) {
-                            Some(host) => put_str_with(key, |out| {
-                                out.extend(host.bytes().map(|b| b.to_ascii_lowercase()))
-                            }),
-                            None => put_str(key, None),
-                        }
+                        let host = call_host(&call.url, ctx.page_url.as_deref());
+                        put_str(key, host.as_deref());
                         self.http_duration.record(
                             self.limits,
                             &key[page_len..],

@@ -2,6 +2,7 @@
 //! docs/otlp-mapping.md, "Metric resource"). The app a point describes is a point attribute
 //! instead, set by the aggregator.
 
+use crate::model::semconv;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -14,13 +15,13 @@ pub fn bridge_resource<'a>(
     operator: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Resource {
     let mut attributes = vec![
-        string_attribute("service.name", "rum-bridge"),
+        string_attribute(semconv::SERVICE_NAME, "rum-bridge"),
         string_attribute("service.instance.id", instance_id),
-        string_attribute("service.version", env!("CARGO_PKG_VERSION")),
+        string_attribute(semconv::SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
     ];
     for (key, value) in operator {
         match key {
-            "service.name" | "service.version" | "service.instance.id" => {}
+            semconv::SERVICE_NAME | semconv::SERVICE_VERSION | "service.instance.id" => {}
             _ => attributes.push(string_attribute(key, value)),
         }
     }

@@ -27,6 +27,7 @@ use serde::de::SeqAccess;
 use serde::Deserialize;
 
 use crate::model::faro_contrib;
+use crate::model::semconv;
 use crate::model::{AttrValue, PageContext};
 use crate::receive::lenient::{boolean, read, string, string_map, Expect, Lax, LaxList, Lenient};
 
@@ -280,8 +281,8 @@ impl Meta {
             ctx.browser.mobile = browser.mobile;
             ctx.browser.brands = browser.brands.semconv();
             ctx.browser.platform = os.name.clone().or(browser.os);
-            push(attrs, "user_agent.name", browser.name);
-            push(attrs, "user_agent.version", browser.version);
+            push(attrs, semconv::USER_AGENT_NAME, browser.name);
+            push(attrs, semconv::USER_AGENT_VERSION, browser.version);
         }
         push(attrs, "os.name", os.name);
         push(attrs, "os.version", os.version);
