@@ -110,6 +110,25 @@ fn parts_never_import_upstream() {
     );
 }
 
+/// Inside `export`, the queue primitives, the batcher and the acknowledgements sit below the
+/// disk buffer: the buffer feeds the queue, never the other way round.
+#[test]
+fn export_queue_and_batcher_never_import_the_disk_buffer() {
+    let export = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/export");
+    for file in ["queue.rs", "batch.rs", "acks.rs"] {
+        let text = std::fs::read_to_string(export.join(file)).unwrap();
+        let code: String = text
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            !code.contains("super::buffer") && !code.contains("export::buffer"),
+            "src/export/{file} imports the disk buffer"
+        );
+    }
+}
+
 #[test]
 fn the_checker_sees_imports_and_paths_but_not_comments() {
     let used = used_parts(
@@ -117,4 +136,40 @@ fn the_checker_sees_imports_and_paths_but_not_comments() {
     );
     let names: Vec<&str> = used.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["convert", "export"]);
+}
+
+/// Lines of `text` before its inline test module (`#[cfg(test)]` then `mod tests {`).
+fn code_lines(text: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .windows(2)
+        .position(|w| w[0].starts_with("#[cfg(test)]") && w[1].contains("mod tests {"))
+        .unwrap_or(lines.len())
+}
+
+#[test]
+fn no_source_file_is_too_long_to_read() {
+    const MAX_LINES: usize = 600;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("tests.rs"))
+        .filter_map(|f| {
+            let n = code_lines(&std::fs::read_to_string(f).unwrap());
+            (n > MAX_LINES).then(|| format!("{}: {n} lines", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split these by what the code does (tests excluded, at most {MAX_LINES} lines):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn code_lines_stop_at_the_test_module() {
+    assert_eq!(code_lines("a\nb\n#[cfg(test)]\nmod tests {\n}\n"), 2);
+    assert_eq!(code_lines("a\n#[cfg(test)]\nmod tests;\n"), 3, "a test file is not inline");
 }
