@@ -171,5 +171,9 @@ fn no_source_file_is_too_long_to_read() {
 #[test]
 fn code_lines_stop_at_the_test_module() {
     assert_eq!(code_lines("a\nb\n#[cfg(test)]\nmod tests {\n}\n"), 2);
-    assert_eq!(code_lines("a\n#[cfg(test)]\nmod tests;\n"), 3, "a test file is not inline");
+    assert_eq!(
+        code_lines("a\n#[cfg(test)]\nmod tests;\n"),
+        3,
+        "a test file is not inline"
+    );
 }
