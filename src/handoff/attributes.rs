@@ -214,16 +214,17 @@ impl AttributeCaps {
     pub fn value(&self, root: &mut AnyValue) -> Cut {
         let mut cut = Cut::default();
         let max = self.max_value_len;
+        // Most values are scalars: the work list is only allocated for arrays and maps.
+        if !matches!(
+            root.value,
+            Some(Value::ArrayValue(_) | Value::KvlistValue(_))
+        ) {
+            cut.truncated += truncate_scalar(&mut root.value, max);
+            return cut;
+        }
         let mut pending = vec![root];
         while let Some(v) = pending.pop() {
             match &mut v.value {
-                Some(Value::StringValue(s)) => {
-                    cut.truncated += u64::from(truncate_string(s, max));
-                }
-                Some(Value::BytesValue(b)) if max > 0 && b.len() > max => {
-                    b.truncate(max);
-                    cut.truncated += 1;
-                }
                 Some(Value::ArrayValue(a)) => {
                     cut.dropped += shorten(&mut a.values, self.max_attributes);
                     pending.extend(a.values.iter_mut());
@@ -235,10 +236,22 @@ impl AttributeCaps {
                     }
                     pending.extend(l.values.iter_mut().filter_map(|kv| kv.value.as_mut()));
                 }
-                _ => {}
+                scalar => cut.truncated += truncate_scalar(scalar, max),
             }
         }
         cut
+    }
+}
+
+/// Cuts a string or bytes value to `max` bytes; 1 when it cut.
+fn truncate_scalar(value: &mut Option<Value>, max: usize) -> u64 {
+    match value {
+        Some(Value::StringValue(s)) => u64::from(truncate_string(s, max)),
+        Some(Value::BytesValue(b)) if max > 0 && b.len() > max => {
+            b.truncate(max);
+            1
+        }
+        _ => 0,
     }
 }
 

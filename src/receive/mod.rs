@@ -46,7 +46,7 @@ use crate::process::client_ip::ClientIps;
 use crate::process::ProcessError;
 
 use apps::{AppRegistry, Resolved};
-use body::read_body;
+use body::{body_format, read_body, BodyFormat};
 use error::EdgeError;
 use rate_limit::RateLimits;
 
@@ -168,10 +168,15 @@ impl EdgeState {
         resp
     }
 
-    /// Refuses early, before any body is read or decoded, while shutting down or while an
-    /// export queue is full: under overload the CPU goes to draining, not to work that the
-    /// queue would refuse anyway.
-    fn check_open(&self) -> Result<(), EdgeError> {
+    /// The cheapest refusals, shared by every ingest route, before any body is read: shutting
+    /// down or an export queue full (under overload the CPU goes to draining, not to work the
+    /// queue would refuse anyway), the client address's rate limit, then the media type.
+    fn admit(
+        &self,
+        client_ip: Option<std::net::IpAddr>,
+        headers: &HeaderMap,
+        protobuf_allowed: bool,
+    ) -> Result<BodyFormat, EdgeError> {
         let retry_after_secs = self.config.server.retry_after_secs;
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(EdgeError::ShuttingDown { retry_after_secs });
@@ -179,7 +184,8 @@ impl EdgeState {
         if self.ingest.is_full() {
             return Err(EdgeError::QueueFull { retry_after_secs });
         }
-        Ok(())
+        self.rate_limits.check_ip(client_ip)?;
+        body_format(headers, protobuf_allowed)
     }
 
     async fn read(&self, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, EdgeError> {

@@ -48,7 +48,6 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 
 use super::apps::Resolved;
-use super::body::body_format;
 use super::client_ip::ClientIp;
 use super::error::{json_body, EdgeError, Reason};
 use super::{accepted, cors, header_str, EdgeState};
@@ -109,9 +108,7 @@ async fn collect(
     body: Body,
 ) -> Response {
     let result = async {
-        st.check_open()?;
-        st.rate_limits.check_ip(client_ip)?;
-        body_format(headers, false)?;
+        st.admit(client_ip, headers, false)?;
         let key = path_key.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
         let app = st
             .apps

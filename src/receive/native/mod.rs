@@ -16,7 +16,6 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 
-use super::body::body_format;
 use super::client_ip::ClientIp;
 use super::error::EdgeError;
 use super::{header_str, key_outside_body, EdgeState, KeyQuery};
@@ -35,9 +34,7 @@ pub(super) async fn ingest(
     body: Body,
 ) -> Response {
     let result = async {
-        st.check_open()?;
-        st.rate_limits.check_ip(client_ip)?;
-        body_format(&headers, false)?;
+        st.admit(client_ip, &headers, false)?;
         let origin = header_str(&headers, header::ORIGIN);
         if let Some(key) = key_outside_body(&headers, &query) {
             st.apps.authorize(Some(key), origin)?;

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use super::body::{body_format, BodyFormat};
+use super::body::BodyFormat;
 use super::client_ip::ClientIp;
 use super::{accepted, header_str, key_outside_body, EdgeState, KeyQuery};
 use crate::pipeline::OtlpSignal;
@@ -49,9 +49,7 @@ pub(super) async fn ingest<T: OtlpRoute>(
     body: Body,
 ) -> Response {
     let result = async {
-        st.check_open()?;
-        st.rate_limits.check_ip(client_ip)?;
-        let format = body_format(&headers, true)?;
+        let format = st.admit(client_ip, &headers, true)?;
         let app = st.apps.authorize(
             key_outside_body(&headers, &query),
             header_str(&headers, header::ORIGIN),
