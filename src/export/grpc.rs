@@ -1,18 +1,29 @@
-//! OTLP/gRPC transport: unary `Export` calls with the tonic clients from `opentelemetry-proto`.
+//! OTLP/gRPC transport: unary `Export` calls over a tonic channel.
 //!
+//! A batch is encoded to protobuf once, when it is prepared; every attempt (retries included)
+//! sends those bytes through a pass-through codec, so a retry costs a copy of the bytes, never
+//! a clone and re-encoding of the message tree. Responses decode as the OTLP response types.
 //! Channels connect lazily, so the daemon starts (and buffers, and answers browsers) while the
 //! collector is still down; connection failures surface as `UNAVAILABLE` and are retried.
 //! Headers become request metadata; gzip is negotiated per call when configured.
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use tonic::codec::CompressionEncoding;
+use std::marker::PhantomData;
+
+use bytes::{BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -24,21 +35,32 @@ use crate::config::{Compression, ExporterConfig};
 /// Default OTLP/gRPC endpoint (`docs/otlp-mapping.md#exporter-environment-variables`).
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
 
+const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
 /// Sends batches to an OTLP/gRPC receiver.
 pub struct GrpcTransport {
-    traces: TraceServiceClient<Channel>,
-    logs: LogsServiceClient<Channel>,
-    metrics: MetricsServiceClient<Channel>,
+    traces: tonic::client::Grpc<Channel>,
+    logs: tonic::client::Grpc<Channel>,
+    metrics: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
     /// `metadata` plus what only metrics calls carry (a preset's, e.g. Honeycomb's dataset).
     metrics_metadata: MetadataMap,
 }
 
-/// A batch as the export request message of its signal.
-pub enum GrpcRequest {
-    Traces(ExportTraceServiceRequest),
-    Logs(ExportLogsServiceRequest),
-    Metrics(ExportMetricsServiceRequest),
+/// A batch as the encoded export request of its signal.
+pub struct GrpcRequest {
+    signal: GrpcSignal,
+    /// The protobuf encoding of the `Export*ServiceRequest`.
+    body: Bytes,
+}
+
+#[derive(Clone, Copy)]
+enum GrpcSignal {
+    Traces,
+    Logs,
+    Metrics,
 }
 
 impl GrpcTransport {
@@ -55,35 +77,26 @@ impl GrpcTransport {
             Some(endpoint) if endpoint != base => channel(config, endpoint, &tls),
             _ => Ok(base_channel.clone()),
         };
-        let mut traces = TraceServiceClient::new(channel_for(&config.traces_endpoint)?);
-        let mut logs = LogsServiceClient::new(channel_for(&config.logs_endpoint)?);
-        let mut metrics = MetricsServiceClient::new(channel_for(&config.metrics_endpoint)?);
         let encoding = match config.compression {
             Compression::None => None,
             Compression::Gzip => Some(CompressionEncoding::Gzip),
             Compression::Zstd => Some(CompressionEncoding::Zstd),
         };
-        if let Some(encoding) = encoding {
-            traces = traces.send_compressed(encoding).accept_compressed(encoding);
-            logs = logs.send_compressed(encoding).accept_compressed(encoding);
-            metrics = metrics
-                .send_compressed(encoding)
-                .accept_compressed(encoding);
-        }
+        let client = |channel: Channel| {
+            let client = tonic::client::Grpc::new(channel);
+            match encoding {
+                Some(encoding) => client.send_compressed(encoding).accept_compressed(encoding),
+                None => client,
+            }
+        };
         let (metadata, metrics_metadata) = metadata(config)?;
         Ok(Self {
-            traces,
-            logs,
-            metrics,
+            traces: client(channel_for(&config.traces_endpoint)?),
+            logs: client(channel_for(&config.logs_endpoint)?),
+            metrics: client(channel_for(&config.metrics_endpoint)?),
             metadata,
             metrics_metadata,
         })
-    }
-
-    fn request<M>(&self, message: M, metadata: &MetadataMap) -> tonic::Request<M> {
-        let mut request = tonic::Request::new(message);
-        *request.metadata_mut() = metadata.clone();
-        request
     }
 }
 
@@ -91,42 +104,45 @@ impl Transport for GrpcTransport {
     type Prepared = GrpcRequest;
 
     fn prepare(&self, batch: BatchData) -> Result<GrpcRequest, SendError> {
-        Ok(match batch {
-            BatchData::Traces(resource_spans) => {
-                GrpcRequest::Traces(ExportTraceServiceRequest { resource_spans })
-            }
-            BatchData::Logs(resource_logs) => {
-                GrpcRequest::Logs(ExportLogsServiceRequest { resource_logs })
-            }
-            BatchData::Metrics(resource_metrics) => {
-                GrpcRequest::Metrics(ExportMetricsServiceRequest { resource_metrics })
-            }
+        let (signal, body) = match batch {
+            BatchData::Traces(resource_spans) => (
+                GrpcSignal::Traces,
+                ExportTraceServiceRequest { resource_spans }.encode_to_vec(),
+            ),
+            BatchData::Logs(resource_logs) => (
+                GrpcSignal::Logs,
+                ExportLogsServiceRequest { resource_logs }.encode_to_vec(),
+            ),
+            BatchData::Metrics(resource_metrics) => (
+                GrpcSignal::Metrics,
+                ExportMetricsServiceRequest { resource_metrics }.encode_to_vec(),
+            ),
+        };
+        Ok(GrpcRequest {
+            signal,
+            body: Bytes::from(body),
         })
     }
 
     async fn send(&mut self, request: &GrpcRequest) -> Result<Ack, SendError> {
-        // tonic consumes the message, so each attempt sends a copy.
-        let partial = match request {
-            GrpcRequest::Traces(message) => {
-                let request = self.request(message.clone(), &self.metadata);
-                self.traces
-                    .export(request)
+        let partial = match request.signal {
+            GrpcSignal::Traces => {
+                let message = call(&self.metadata, request);
+                export::<ExportTraceServiceResponse>(&mut self.traces, message, TRACES_PATH)
                     .await
-                    .map(|r| r.into_inner().partial_success.map(Ack::from))
+                    .map(|r| r.partial_success.map(Ack::from))
             }
-            GrpcRequest::Logs(message) => {
-                let request = self.request(message.clone(), &self.metadata);
-                self.logs
-                    .export(request)
+            GrpcSignal::Logs => {
+                let message = call(&self.metadata, request);
+                export::<ExportLogsServiceResponse>(&mut self.logs, message, LOGS_PATH)
                     .await
-                    .map(|r| r.into_inner().partial_success.map(Ack::from))
+                    .map(|r| r.partial_success.map(Ack::from))
             }
-            GrpcRequest::Metrics(message) => {
-                let request = self.request(message.clone(), &self.metrics_metadata);
-                self.metrics
-                    .export(request)
+            GrpcSignal::Metrics => {
+                let message = call(&self.metrics_metadata, request);
+                export::<ExportMetricsServiceResponse>(&mut self.metrics, message, METRICS_PATH)
                     .await
-                    .map(|r| r.into_inner().partial_success.map(Ack::from))
+                    .map(|r| r.partial_success.map(Ack::from))
             }
         };
         match partial {
@@ -136,6 +152,73 @@ impl Transport for GrpcTransport {
                 message: format!("gRPC {:?}: {}", status.code(), status.message()),
             }),
         }
+    }
+}
+
+/// One attempt's request: the encoded bytes (a reference-counted handle) and the metadata.
+fn call(metadata: &MetadataMap, request: &GrpcRequest) -> tonic::Request<Bytes> {
+    let mut call = tonic::Request::new(request.body.clone());
+    *call.metadata_mut() = metadata.clone();
+    call
+}
+
+/// One unary `Export` call at `path` with the pre-encoded request.
+async fn export<R: Message + Default + Send + 'static>(
+    client: &mut tonic::client::Grpc<Channel>,
+    request: tonic::Request<Bytes>,
+    path: &'static str,
+) -> Result<R, Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("channel not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static(path);
+    client
+        .unary(request, path, PreEncoded::<R>(PhantomData))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A codec that writes already-encoded protobuf bytes and decodes the response as `R`.
+struct PreEncoded<R>(PhantomData<fn() -> R>);
+
+impl<R: Message + Default + Send + 'static> Codec for PreEncoded<R> {
+    type Encode = Bytes;
+    type Decode = R;
+    type Encoder = BytesEncoder;
+    type Decoder = ProtoDecoder<R>;
+
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> ProtoDecoder<R> {
+        ProtoDecoder(PhantomData)
+    }
+}
+
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+struct ProtoDecoder<R>(PhantomData<fn() -> R>);
+
+impl<R: Message + Default> Decoder for ProtoDecoder<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("cannot decode the export response: {e}")))
     }
 }
 
