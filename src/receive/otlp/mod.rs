@@ -1,8 +1,9 @@
 //! OTLP/HTTP intake from browser OpenTelemetry SDKs (`/v1/traces`, `/v1/logs`, `/v1/metrics`).
 //!
 //! Rate limit and app key before the body (the key is outside it, so unknown apps never cost a
-//! body read), read, decode ([`decode`]); the pipeline enriches, normalizes, applies the privacy
-//! rules and enqueues. Success is an empty `Export*ServiceResponse` in the request's encoding.
+//! body read), read, measure against the request budgets ([`budget`]: entries and decoded size,
+//! before anything is built), decode ([`decode`]); the pipeline enriches, normalizes, applies
+//! the privacy rules and enqueues. Success is an empty `Export*ServiceResponse` in the request's encoding.
 
 pub mod budget;
 pub mod decode;
