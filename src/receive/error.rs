@@ -108,7 +108,8 @@ impl EdgeError {
         }
     }
 
-    fn detail(&self) -> String {
+    /// The answer's `detail`: what was wrong, in words.
+    pub fn detail(&self) -> String {
         match self {
             EdgeError::TooLarge {
                 limit,

@@ -103,6 +103,9 @@ impl Tally {
 
     /// The spare capacity of a vector grown to `len` elements one push at a time.
     fn growth(&mut self, len: u64, element: u64, budget: &Budget) -> Result<(), Over> {
+        if len == 0 {
+            return Ok(());
+        }
         let capacity = len.checked_next_power_of_two().unwrap_or(len).max(4);
         self.bytes((capacity - len.min(capacity)) * element, budget)
     }
