@@ -94,6 +94,10 @@ pub struct Metrics {
     pub items_dropped: Family<Reason, Counter>,
     /// Attributes (and array or map entries) cut by `limits.max_attributes_per_item`.
     pub attributes_dropped: Counter,
+    /// Span events cut by `limits.max_events_per_span`.
+    pub span_events_dropped: Counter,
+    /// Span links cut by `limits.max_links_per_span`.
+    pub span_links_dropped: Counter,
     /// Bytes held in each exporter's disk buffer.
     pub buffer_bytes: Family<Exporter, Gauge>,
     /// Disk buffer records that failed their checksum (or were truncated) and were skipped.
@@ -188,6 +192,18 @@ impl Metrics {
             "Attributes and array or map entries cut by limits.max_attributes_per_item",
             attributes_dropped.clone(),
         );
+        let span_events_dropped = Counter::default();
+        registry.register(
+            "span_events_dropped",
+            "Span events cut by limits.max_events_per_span",
+            span_events_dropped.clone(),
+        );
+        let span_links_dropped = Counter::default();
+        registry.register(
+            "span_links_dropped",
+            "Span links cut by limits.max_links_per_span",
+            span_links_dropped.clone(),
+        );
         let buffer_bytes = Family::<Exporter, Gauge>::default();
         registry.register(
             "buffer_bytes",
@@ -225,6 +241,8 @@ impl Metrics {
             privacy_redactions,
             items_dropped,
             attributes_dropped,
+            span_events_dropped,
+            span_links_dropped,
             buffer_bytes,
             buffer_corrupt_records,
             buffer_dropped_records,

@@ -127,6 +127,11 @@ pub struct LimitsConfig {
     /// Most attributes kept on one resource, span, event, link or log record (and entries in
     /// one array or map value); the rest are cut and recorded in `dropped_attributes_count`.
     pub max_attributes_per_item: usize,
+    /// Most events kept on one span (OpenTelemetry's span limit); the rest are cut and recorded
+    /// in the span's `dropped_events_count`.
+    pub max_events_per_span: usize,
+    /// Most links kept on one span; the rest are cut and recorded in `dropped_links_count`.
+    pub max_links_per_span: usize,
 }
 
 impl Default for LimitsConfig {
@@ -138,6 +143,8 @@ impl Default for LimitsConfig {
             max_resources_per_page_load: 100,
             max_attribute_value_len: 4096,
             max_attributes_per_item: 128,
+            max_events_per_span: 128,
+            max_links_per_span: 128,
         }
     }
 }

@@ -168,6 +168,8 @@ fn limits(config: &Config, p: &mut Problems) {
     );
     p.positive("limits.max_attribute_value_len", l.max_attribute_value_len);
     p.positive("limits.max_attributes_per_item", l.max_attributes_per_item);
+    p.positive("limits.max_events_per_span", l.max_events_per_span);
+    p.positive("limits.max_links_per_span", l.max_links_per_span);
 }
 
 fn metrics(config: &Config, p: &mut Problems) {

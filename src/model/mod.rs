@@ -190,6 +190,8 @@ pub enum Reason {
     InvalidTimeOrigin,
     /// More items than `limits.max_events_per_batch` (the request, or the items beyond it).
     TooManyItems,
+    /// An OTLP body whose decoded form would exceed the memory budget of one request.
+    TooLargeDecoded,
     // Single items.
     NotAnObject,
     MissingField,
@@ -230,6 +232,7 @@ impl Reason {
             Reason::UnsupportedVersion => "unsupported_version",
             Reason::InvalidTimeOrigin => "invalid_time_origin",
             Reason::TooManyItems => "too_many_items",
+            Reason::TooLargeDecoded => "too_large_decoded",
             Reason::NotAnObject => "not_an_object",
             Reason::MissingField => "missing_field",
             Reason::UnknownType => "unknown_type",

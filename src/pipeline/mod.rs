@@ -446,10 +446,10 @@ impl Ingest {
     /// Applies the item caps, enqueues for export and waits until every disk buffer holds the
     /// payload (at once without one).
     async fn enqueue(&self, mut payload: Payload) -> Result<(), Backpressure> {
-        let cut = self.limits.apply(&mut payload);
-        if cut > 0 {
-            self.metrics.attributes_dropped.inc_by(cut);
-        }
+        let capped = self.limits.apply(&mut payload);
+        self.metrics.attributes_dropped.inc_by(capped.attributes);
+        self.metrics.span_events_dropped.inc_by(capped.events);
+        self.metrics.span_links_dropped.inc_by(capped.links);
         self.exporters.submit(payload)?.durable().await
     }
 

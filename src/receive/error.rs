@@ -31,6 +31,9 @@ pub enum EdgeError {
     /// More items in one request than `limits.max_events_per_batch` allows (413).
     #[error("too many items in one request")]
     TooManyItems { detail: String },
+    /// An OTLP body that would take too much memory once decoded (413).
+    #[error("request body too large once decoded")]
+    TooLargeDecoded { detail: String },
     #[error("unknown or missing app key")]
     UnknownApp { detail: String },
     #[error("origin not allowed")]
@@ -51,6 +54,7 @@ impl EdgeError {
     pub fn refused_body(reason: Reason, detail: String) -> Self {
         match reason {
             Reason::TooManyItems => EdgeError::TooManyItems { detail },
+            Reason::TooLargeDecoded => EdgeError::TooLargeDecoded { detail },
             reason => EdgeError::Malformed { reason, detail },
         }
     }
@@ -58,9 +62,9 @@ impl EdgeError {
     /// Status code per docs/architecture.md#errors.
     pub fn status(&self) -> StatusCode {
         match self {
-            EdgeError::TooLarge { .. } | EdgeError::TooManyItems { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            EdgeError::TooLarge { .. }
+            | EdgeError::TooManyItems { .. }
+            | EdgeError::TooLargeDecoded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::UnsupportedMediaType { .. } | EdgeError::UnsupportedEncoding { .. } => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -88,6 +92,7 @@ impl EdgeError {
             EdgeError::UnsupportedEncoding { .. } => Reason::UnsupportedEncoding,
             EdgeError::Malformed { reason, .. } => *reason,
             EdgeError::TooManyItems { .. } => Reason::TooManyItems,
+            EdgeError::TooLargeDecoded { .. } => Reason::TooLargeDecoded,
             EdgeError::UnknownApp { .. } => Reason::UnknownApp,
             EdgeError::OriginNotAllowed { .. } => Reason::OriginNotAllowed,
             EdgeError::RateLimited {
@@ -103,7 +108,8 @@ impl EdgeError {
         }
     }
 
-    fn detail(&self) -> String {
+    /// The answer's `detail`: what was wrong, in words.
+    pub fn detail(&self) -> String {
         match self {
             EdgeError::TooLarge {
                 limit,
@@ -122,9 +128,9 @@ impl EdgeError {
             EdgeError::UnsupportedEncoding { got } => {
                 format!("content encoding `{got}` is not supported; use gzip or none")
             }
-            EdgeError::Malformed { detail, .. } | EdgeError::TooManyItems { detail } => {
-                detail.clone()
-            }
+            EdgeError::Malformed { detail, .. }
+            | EdgeError::TooManyItems { detail }
+            | EdgeError::TooLargeDecoded { detail } => detail.clone(),
             EdgeError::UnknownApp { detail } => detail.clone(),
             EdgeError::OriginNotAllowed { origin } => {
                 format!("origin `{origin}` is not in the app's allowed_origins")

@@ -145,7 +145,12 @@ pub fn decode(
     }
     let mut spans = traces::Decoded::default();
     if let Some(raw) = sections.traces {
-        spans = traces::decode(raw, max.saturating_sub(seen), &mut items.rejected);
+        spans = traces::decode(
+            raw,
+            max.saturating_sub(seen),
+            &traces::decoded_budget(limits),
+            &mut items.rejected,
+        );
         seen += spans.spans + spans.overflow;
     }
     if seen > max {

@@ -8,6 +8,12 @@
 //! both are accepted.
 //!
 //! The pipeline then makes them look like the rest of the batch (`convert::embedded`).
+//!
+//! Before anything is built, the section is measured like an OTLP body
+//! ([`crate::receive::otlp::budget`]): one whose decoded form would take more than
+//! 8 × `limits.max_decompressed_bytes` (a span with a million empty events) is dropped as one
+//! rejected item (`too_large_decoded`); the rest of the batch stays. Events and links beyond the
+//! span limits are cut later, with every other format's ([`crate::process::limits`]).
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -15,8 +21,20 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::config::LimitsConfig;
 use crate::model::{Reason, Rejected};
+use crate::receive::body::BodyFormat;
 use crate::receive::lenient::{items, object, string};
+use crate::receive::otlp::budget::{self, Budget, Msg};
+
+/// The decoded-size budget of a `traces` section; its spans are counted by the batch's item
+/// budget instead.
+pub(super) fn decoded_budget(limits: &LimitsConfig) -> Budget {
+    Budget {
+        max_entries: u64::MAX,
+        ..Budget::new(limits)
+    }
+}
 
 /// Most `resourceSpans`, and `scopeSpans` per resource, read; the rest count as dropped items.
 const MAX_GROUPS: usize = 64;
@@ -61,8 +79,24 @@ pub(super) struct Decoded {
 
 /// Decodes the `traces` section; at most `budget` spans are kept. Problems are recorded in
 /// `rejected`; nothing here fails the batch.
-pub(super) fn decode(raw: &RawValue, budget: usize, rejected: &mut Vec<Rejected>) -> Decoded {
+pub(super) fn decode(
+    raw: &RawValue,
+    budget: usize,
+    decoded: &Budget,
+    rejected: &mut Vec<Rejected>,
+) -> Decoded {
     let mut out = Decoded::default();
+    let measured = budget::measure(
+        raw.get().as_bytes(),
+        BodyFormat::Json,
+        Msg::TraceRequest,
+        "span",
+        decoded,
+    );
+    if let Err(e) = measured {
+        reject(rejected, e.reason(), format!("traces: {}", e.detail()));
+        return out;
+    }
     let list = match object::<TracesRaw>(raw) {
         Ok(TracesRaw {
             resource_spans: Some(list),
@@ -205,7 +239,21 @@ mod tests {
     fn decode_str(json: &str, budget: usize) -> (Decoded, Vec<Rejected>) {
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
         let mut rejected = Vec::new();
-        (decode(&raw, budget, &mut rejected), rejected)
+        let decoded = decoded_budget(&LimitsConfig::default());
+        (decode(&raw, budget, &decoded, &mut rejected), rejected)
+    }
+
+    #[test]
+    fn a_section_too_large_once_decoded_costs_one_item() {
+        let events = vec!["{}"; 1_300_000].join(",");
+        let json = format!(
+            r#"{{"resourceSpans": [{{"scopeSpans": [{{"spans": [{{"events": [{events}]}}]}}]}}]}}"#
+        );
+        let (decoded, rejected) = decode_str(&json, 10);
+        assert_eq!(decoded.spans, 0);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].reason, "too_large_decoded");
+        assert!(rejected[0].detail.contains("max_decompressed_bytes"));
     }
 
     const SPAN: &str = r#"{"traceId": "53bec1249f39358c9a2ff01d99e6d9cb",

@@ -1,9 +1,11 @@
 //! OTLP/HTTP intake from browser OpenTelemetry SDKs (`/v1/traces`, `/v1/logs`, `/v1/metrics`).
 //!
 //! Rate limit and app key before the body (the key is outside it, so unknown apps never cost a
-//! body read), read, decode ([`decode`]); the pipeline enriches, normalizes, applies the privacy
-//! rules and enqueues. Success is an empty `Export*ServiceResponse` in the request's encoding.
+//! body read), read, measure against the request budgets ([`budget`]: entries and decoded size,
+//! before anything is built), decode ([`decode`]); the pipeline enriches, normalizes, applies
+//! the privacy rules and enqueues. Success is an empty `Export*ServiceResponse` in the request's encoding.
 
+pub mod budget;
 pub mod decode;
 
 use std::sync::Arc;
@@ -27,18 +29,23 @@ pub use decode::decode;
 pub trait OtlpRoute: OtlpSignal {
     /// The ingest route, also its label in the request counter.
     const ROUTE: &'static str;
+    /// The request's message type, where the budget pre-pass starts.
+    const ROOT: budget::Msg;
 }
 
 impl OtlpRoute for ExportTraceServiceRequest {
     const ROUTE: &'static str = "/v1/traces";
+    const ROOT: budget::Msg = budget::Msg::TraceRequest;
 }
 
 impl OtlpRoute for ExportLogsServiceRequest {
     const ROUTE: &'static str = "/v1/logs";
+    const ROOT: budget::Msg = budget::Msg::LogsRequest;
 }
 
 impl OtlpRoute for ExportMetricsServiceRequest {
     const ROUTE: &'static str = "/v1/metrics";
+    const ROOT: budget::Msg = budget::Msg::MetricsRequest;
 }
 
 pub(super) async fn ingest<T: OtlpRoute>(
@@ -56,7 +63,8 @@ pub(super) async fn ingest<T: OtlpRoute>(
         )?;
         st.rate_limits.check_app(&app)?;
         let bytes = st.read(&headers, body).await?;
-        let request = decode::<T>(&bytes, format)?;
+        let budget = budget::Budget::new(&st.config.limits);
+        let request = decode::decode_within::<T>(&bytes, format, (T::ROOT, T::KIND), &budget)?;
         let facts = st.facts(&app, &headers, client_ip);
         st.ingest
             .otlp(request, &facts)
