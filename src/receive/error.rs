@@ -28,6 +28,10 @@ pub enum EdgeError {
     UnsupportedEncoding { got: String },
     #[error("malformed request body")]
     Malformed { reason: Reason, detail: String },
+    /// The body did not arrive whole within `server.body_read_timeout` (408; the connection
+    /// is closed).
+    #[error("request body not received in time")]
+    BodyTimeout { limit: std::time::Duration },
     /// More items in one request than `limits.max_events_per_batch` allows (413).
     #[error("too many items in one request")]
     TooManyItems { detail: String },
@@ -65,6 +69,7 @@ impl EdgeError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             EdgeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            EdgeError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             EdgeError::UnknownApp { .. } => StatusCode::UNAUTHORIZED,
             EdgeError::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
             EdgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -87,6 +92,7 @@ impl EdgeError {
             EdgeError::UnsupportedMediaType { .. } => Reason::UnsupportedMediaType,
             EdgeError::UnsupportedEncoding { .. } => Reason::UnsupportedEncoding,
             EdgeError::Malformed { reason, .. } => *reason,
+            EdgeError::BodyTimeout { .. } => Reason::BodyTimeout,
             EdgeError::TooManyItems { .. } => Reason::TooManyItems,
             EdgeError::UnknownApp { .. } => Reason::UnknownApp,
             EdgeError::OriginNotAllowed { .. } => Reason::OriginNotAllowed,
@@ -124,6 +130,9 @@ impl EdgeError {
             }
             EdgeError::Malformed { detail, .. } | EdgeError::TooManyItems { detail } => {
                 detail.clone()
+            }
+            EdgeError::BodyTimeout { limit } => {
+                format!("the whole body must arrive within {limit:?} of the request headers")
             }
             EdgeError::UnknownApp { detail } => detail.clone(),
             EdgeError::OriginNotAllowed { origin } => {
@@ -173,6 +182,10 @@ impl IntoResponse for EdgeError {
         );
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, EdgeError::BodyTimeout { .. }) {
+            // The rest of the body may still come; the connection cannot be reused.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
