@@ -1,19 +1,25 @@
 //! Wiring: builds the exporters, the metrics aggregator, the processing rules and the
-//! pipeline from the config, serves the ingest and admin listeners, and shuts
-//! down in stages (stop accepting → flush metrics → drain exporters under a deadline).
+//! pipeline from the config, serves the ingest and admin listeners with bounded connections
+//! ([`serve`]), and shuts down in stages under one deadline, `server.shutdown_timeout` from
+//! the signal: close the ingest listener and its connections (within `server.shutdown_grace`)
+//! → flush metrics → drain the exporters in the time left → close the admin listener.
 
-use std::future::IntoFuture;
+mod fd_limit;
+mod serve;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::admin::{self, AdminState, Metrics, Readiness};
 use crate::config::{Config, Protocol};
 use crate::convert::metrics::{bridge_resource, MetricsAggregator};
 use crate::export::Exporters;
+use crate::handoff::Signal;
 use crate::model::Reason;
 use crate::pipeline::Ingest;
 use crate::process::Processor;
@@ -156,43 +162,92 @@ pub async fn run_until(
             what: "admin",
             source,
         })?;
+    let max_connections = fd_limit::ingest_cap(config.server.max_connections);
     tracing::info!(ingest = %ingest.local_addr()?, admin = %admin.local_addr()?, "rum-bridge listening");
-
-    // Stage 1 trigger: the stop future flips `shutting_down` and stops both servers.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    {
-        let shutting_down = shutting_down.clone();
-        tokio::spawn(async move {
-            stop.await;
-            tracing::info!("shutdown requested: refusing new beacons, draining");
-            shutting_down.store(true, Ordering::SeqCst);
-            let _ = stop_tx.send(true);
-        });
-    }
-    let wait = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
-    };
-    let admin_task = tokio::spawn(
-        axum::serve(admin, admin::router(admin_state))
-            .with_graceful_shutdown(wait(stop_rx.clone()))
-            .into_future(),
-    );
-    axum::serve(
+    let ingest = serve::Served::start(
         ingest,
-        receive::router(edge).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait(stop_rx))
-    .await?;
+        receive::router(edge),
+        serve::Bounds::ingest(&config.server, max_connections),
+        Some(metrics.clone()),
+    );
+    let admin = serve::Served::start(
+        admin,
+        admin::router(admin_state),
+        serve::Bounds::admin(&config.server),
+        None,
+    );
 
-    // Stage 2: a last metrics flush, then stage 3: drain the exporters under the deadline.
+    stop.await;
+    // One deadline for the whole shutdown, from the signal.
+    let deadline = Instant::now() + config.server.shutdown_timeout;
+    tracing::info!("shutdown requested: refusing new beacons, draining");
+    shutting_down.store(true, Ordering::SeqCst);
+    let before = ExportTotals::read(&metrics, &config);
+
+    // Stage 1: no new connections; open ones finish their request within the grace period.
+    ingest.shutdown(config.server.grace()).await;
+    // Stage 2: a last metrics flush, then stage 3: drain the exporters in the time left.
     let _ = flush_tx.send(true);
     if let Some(f) = flusher {
         let _ = f.await;
     }
-    exporters.shutdown(config.server.shutdown_timeout).await;
-    let _ = admin_task.await;
-    tracing::info!("rum-bridge stopped");
+    let drained = exporters
+        .shutdown(deadline.saturating_duration_since(Instant::now()))
+        .await;
+    // The admin listener answered (`/readyz`: shutting down) until now.
+    admin.shutdown(std::time::Duration::ZERO).await;
+
+    let after = ExportTotals::read(&metrics, &config);
+    let delivered = after.exported - before.exported;
+    let dropped = after.dropped_at_shutdown - before.dropped_at_shutdown;
+    if drained {
+        tracing::info!(
+            delivered,
+            "rum-bridge stopped: every exporter delivered all it held"
+        );
+    } else {
+        tracing::warn!(
+            delivered,
+            dropped,
+            "rum-bridge stopped at the shutdown deadline: what was not delivered is kept in the \
+             disk buffers or dropped, per exporter as logged above"
+        );
+    }
     Ok(())
+}
+
+/// Items the exporters delivered, and dropped at a shutdown deadline, so far (all exporters
+/// and signals), from the daemon's counters.
+struct ExportTotals {
+    exported: u64,
+    dropped_at_shutdown: u64,
+}
+
+impl ExportTotals {
+    fn read(metrics: &Metrics, config: &Config) -> Self {
+        let mut totals = Self {
+            exported: 0,
+            dropped_at_shutdown: 0,
+        };
+        for exporter in &config.exporters {
+            for signal in Signal::ALL {
+                let labels = admin::ExporterSignal {
+                    exporter: exporter.name.clone(),
+                    signal: signal.as_str(),
+                };
+                totals.exported += metrics.exported_items.get_or_create(&labels).get();
+                totals.dropped_at_shutdown += metrics
+                    .failed_items
+                    .get_or_create(&admin::ExporterSignalReason {
+                        exporter: exporter.name.clone(),
+                        signal: signal.as_str(),
+                        reason: "shutdown",
+                    })
+                    .get();
+            }
+        }
+        totals
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -3,6 +3,9 @@
 //! It lives on its own address (default `127.0.0.1:4381`) so that operational endpoints are
 //! never reachable through the public ingest port that browsers talk to.
 
+mod connections;
+pub use connections::{ConnectionMetrics, OpenConnection, TimeoutPhase};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -109,6 +112,8 @@ pub struct Metrics {
     /// behind) rather than sent from memory. After a crash some of them may already have been
     /// delivered: delivery is at-least-once.
     pub buffer_replayed_records: Family<Exporter, Counter>,
+    /// The ingest listener's connections: open, refused, timed out.
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -228,6 +233,7 @@ impl Metrics {
             "Records read back from the disk buffer (restart or backlog) instead of memory",
             buffer_replayed_records.clone(),
         );
+        let connections = ConnectionMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -247,6 +253,7 @@ impl Metrics {
             buffer_corrupt_records,
             buffer_dropped_records,
             buffer_replayed_records,
+            connections,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod presets;
 pub mod privacy;
 pub mod rate_limits;
 pub mod sampling;
+pub mod server;
 mod validate;
 pub use validate::exporter_set_problems;
 
@@ -30,9 +31,9 @@ pub use presets::Preset;
 pub use privacy::PrivacyConfig;
 pub use rate_limits::RateLimitsConfig;
 pub use sampling::SamplingConfig;
+pub use server::ServerConfig;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,39 +76,6 @@ pub struct GeoConfig {
     /// A MaxMind GeoIP2 / GeoLite2 City or Country `.mmdb` file; unset: no `geo.*` attributes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<PathBuf>,
-}
-
-/// `[server]`: listeners and edge behaviour.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Public ingest listener (faced by browsers).
-    pub listen: SocketAddr,
-    /// Admin listener: health, readiness, Prometheus metrics. Never expose publicly.
-    pub admin_listen: SocketAddr,
-    /// `Access-Control-Max-Age` for CORS preflights, seconds.
-    pub cors_max_age_secs: u64,
-    /// How long shutdown may spend draining queues before persisting or dropping the rest.
-    #[serde(with = "duration::secs")]
-    pub shutdown_timeout: Duration,
-    /// `Retry-After` seconds sent with 503 when the queue is full.
-    pub retry_after_secs: u64,
-    /// Proxies (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` headers name the
-    /// client; from anyone else those headers are ignored.
-    pub trusted_proxies: Vec<String>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 4380)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 4381)),
-            cors_max_age_secs: 7200,
-            shutdown_timeout: Duration::from_secs(10),
-            retry_after_secs: 5,
-            trusted_proxies: Vec::new(),
-        }
-    }
 }
 
 /// `[limits]`: sizes enforced at the edge.

@@ -155,6 +155,7 @@ fn server(config: &Config, p: &mut Problems) {
             p.add(format!("server.trusted_proxies[{i}]"), message);
         }
     }
+    p.0.extend(config.server.problems());
 }
 
 fn limits(config: &Config, p: &mut Problems) {

@@ -371,7 +371,9 @@ impl Exporters {
     /// Stops accepting, lets every exporter drain its queue and flush its batches, and waits up
     /// to `deadline`. Whatever is still undelivered then stays in its disk buffer for the next
     /// start; without one it is counted as failed (`shutdown`) and logged by its exporter.
-    pub async fn shutdown(self, deadline: Duration) {
+    /// Returns once everything is delivered, or at the deadline: `true` when every exporter
+    /// drained in time.
+    pub async fn shutdown(self, deadline: Duration) -> bool {
         let end = tokio::time::Instant::now() + deadline;
         self.inner.phase.send_if_modified(|phase| {
             let running = *phase == Phase::Running;
@@ -399,10 +401,12 @@ impl Exporters {
                 }
             }
         }
-        if !unfinished.is_empty() {
+        let drained = unfinished.is_empty();
+        if !drained {
             tracing::warn!(
                 ?deadline,
-                "export shutdown deadline reached; abandoning undelivered telemetry"
+                "export shutdown deadline reached; stopping the exporters (what each still \
+                 holds is logged next)"
             );
             // What is abandoned now must stay in the disk buffers.
             for queue in &self.inner.queues {
@@ -421,6 +425,7 @@ impl Exporters {
                 spool.finish().await;
             }
         }
+        drained
     }
 }
 

@@ -137,6 +137,16 @@ impl<T: Transport> Worker<T> {
         let mut ready: Vec<Batch> = Vec::new();
         let mut draining = false;
         loop {
+            // The phase is read, not only awaited: `deliver` waits for an abort on the same
+            // receiver, which marks a change to `Draining` made meanwhile as seen, so
+            // `changed()` below would not fire for it (and the worker would wait for the
+            // deadline with an empty, still open queue).
+            if !draining && *self.phase.borrow_and_update() != Phase::Running {
+                draining = true;
+                if !self.buffered {
+                    self.receiver.close();
+                }
+            }
             let deadline = self.batcher.next_deadline();
             let timer = tokio::time::Instant::from_std(deadline.unwrap_or_else(Instant::now));
             tokio::select! {
@@ -341,5 +351,76 @@ impl<T: Transport> Worker<T> {
             error = %error,
             "export failed; telemetry dropped"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Protocol;
+    use crate::export::batch::tests::spans_payload;
+    use crate::export::batch::BatchData;
+    use crate::export::test_support::{exporter_config, wait_until};
+
+    /// A destination that takes a while to answer and counts what it was sent.
+    struct Slow {
+        started: Arc<AtomicUsize>,
+        delivered: Arc<AtomicUsize>,
+    }
+
+    impl Transport for Slow {
+        type Prepared = usize;
+
+        fn prepare(&self, batch: BatchData) -> Result<usize, SendError> {
+            Ok(match batch {
+                BatchData::Traces(spans) => spans
+                    .iter()
+                    .flat_map(|rs| &rs.scope_spans)
+                    .map(|ss| ss.spans.len())
+                    .sum(),
+                _ => 0,
+            })
+        }
+
+        async fn send(&mut self, items: &usize) -> Result<Ack, SendError> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.delivered.fetch_add(*items, Ordering::SeqCst);
+            Ok(Ack::default())
+        }
+    }
+
+    /// Shutdown that begins while a batch is in flight ends as soon as the queue is empty, not
+    /// at the abort: the in-flight wait for an abort must not swallow the change to draining.
+    #[tokio::test]
+    async fn draining_that_starts_during_a_send_ends_when_the_queue_is_empty() {
+        let mut config = exporter_config("slow", Protocol::HttpProtobuf);
+        config.batch.timeout = Duration::from_millis(1);
+        config.batch.max_items = 1;
+        let metrics = Metrics::new();
+        let (tx, rx) = mpsc::channel(16);
+        let (phase, phase_rx) = watch::channel(Phase::Running);
+        let started = Arc::new(AtomicUsize::new(0));
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let transport = Slow {
+            started: Arc::clone(&started),
+            delivered: Arc::clone(&delivered),
+        };
+        let worker = tokio::spawn(Worker::new(&config, transport, rx, phase_rx, &metrics).run());
+        for n in 0..3 {
+            let payload = Arc::new(spans_payload("shop", [n]));
+            tx.send(Queued::new(payload, None, None)).await.unwrap();
+        }
+        wait_until(|| started.load(Ordering::SeqCst) == 1).await;
+        phase.send_replace(Phase::Draining);
+        // `tx` stays alive, as the pipeline's senders do: only the worker can end the queue.
+        let ended = tokio::time::timeout(Duration::from_secs(5), worker).await;
+        assert!(ended.is_ok(), "the worker waited for the abort");
+        assert_eq!(delivered.load(Ordering::SeqCst), 3);
+        drop(tx);
     }
 }

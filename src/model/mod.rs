@@ -170,6 +170,8 @@ pub enum Reason {
     UnsupportedMediaType,
     UnsupportedEncoding,
     BodyReadError,
+    /// The body did not arrive whole within `server.body_read_timeout` (`408`).
+    BodyTimeout,
     InvalidGzip,
     UnknownApp,
     OriginNotAllowed,
@@ -216,6 +218,7 @@ impl Reason {
             Reason::UnsupportedMediaType => "unsupported_media_type",
             Reason::UnsupportedEncoding => "unsupported_encoding",
             Reason::BodyReadError => "body_read_error",
+            Reason::BodyTimeout => "body_timeout",
             Reason::InvalidGzip => "invalid_gzip",
             Reason::UnknownApp => "unknown_app",
             Reason::OriginNotAllowed => "origin_not_allowed",

@@ -28,6 +28,10 @@ pub enum EdgeError {
     UnsupportedEncoding { got: String },
     #[error("malformed request body")]
     Malformed { reason: Reason, detail: String },
+    /// The body did not arrive whole within `server.body_read_timeout` (408; the connection
+    /// is closed).
+    #[error("request body not received in time")]
+    BodyTimeout { limit: std::time::Duration },
     /// More items in one request than `limits.max_events_per_batch` allows (413).
     #[error("too many items in one request")]
     TooManyItems { detail: String },
@@ -69,6 +73,7 @@ impl EdgeError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             EdgeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            EdgeError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             EdgeError::UnknownApp { .. } => StatusCode::UNAUTHORIZED,
             EdgeError::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
             EdgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -91,6 +96,7 @@ impl EdgeError {
             EdgeError::UnsupportedMediaType { .. } => Reason::UnsupportedMediaType,
             EdgeError::UnsupportedEncoding { .. } => Reason::UnsupportedEncoding,
             EdgeError::Malformed { reason, .. } => *reason,
+            EdgeError::BodyTimeout { .. } => Reason::BodyTimeout,
             EdgeError::TooManyItems { .. } => Reason::TooManyItems,
             EdgeError::TooLargeDecoded { .. } => Reason::TooLargeDecoded,
             EdgeError::UnknownApp { .. } => Reason::UnknownApp,
@@ -131,6 +137,9 @@ impl EdgeError {
             EdgeError::Malformed { detail, .. }
             | EdgeError::TooManyItems { detail }
             | EdgeError::TooLargeDecoded { detail } => detail.clone(),
+            EdgeError::BodyTimeout { limit } => {
+                format!("the whole body must arrive within {limit:?} of the request headers")
+            }
             EdgeError::UnknownApp { detail } => detail.clone(),
             EdgeError::OriginNotAllowed { origin } => {
                 format!("origin `{origin}` is not in the app's allowed_origins")
@@ -179,6 +188,10 @@ impl IntoResponse for EdgeError {
         );
         if let Some(secs) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, EdgeError::BodyTimeout { .. }) {
+            // The rest of the body may still come; the connection cannot be reused.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -37,7 +37,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde::Deserialize;
 
-use crate::admin::{Metrics, RouteStatus};
+use crate::admin::{Metrics, RouteStatus, TimeoutPhase};
 use crate::config::Config;
 use crate::handoff::Backpressure;
 use crate::pipeline::memory::Retries;
@@ -188,15 +188,21 @@ impl EdgeState {
         body_format(headers, protobuf_allowed)
     }
 
+    /// Reads the body within the size limits and `server.body_read_timeout`, so a client that
+    /// sends it slowly (or never) holds the request for a bounded time.
     async fn read(&self, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, EdgeError> {
         let limits = &self.config.limits;
-        read_body(
+        let limit = self.config.server.body_read_timeout;
+        let read = read_body(
             headers,
             body,
             limits.max_body_bytes,
             limits.max_decompressed_bytes,
-        )
-        .await
+        );
+        tokio::time::timeout(limit, read).await.unwrap_or_else(|_| {
+            self.metrics.connections.timed_out(TimeoutPhase::Body);
+            Err(EdgeError::BodyTimeout { limit })
+        })
     }
 
     /// The facts of a request the pipeline needs, read from its headers once.
