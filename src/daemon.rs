@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, Metrics, Readiness};
+use crate::config::redact::mask_url;
 use crate::config::{Config, Protocol};
 use crate::convert::metrics::{bridge_resource, MetricsAggregator};
 use crate::export::Exporters;
@@ -71,7 +72,10 @@ pub async fn run_until(
             ),
             p => tracing::info!(
                 exporter = %e.name,
-                endpoint = e.endpoint.as_deref().unwrap_or("(per-signal)"),
+                endpoint = %e
+                    .endpoint
+                    .as_deref()
+                    .map_or("(per-signal)".into(), mask_url),
                 protocol = ?p,
                 "exporting over OTLP"
             ),

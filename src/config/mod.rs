@@ -16,6 +16,7 @@ mod exporter;
 pub mod presets;
 pub mod privacy;
 pub mod rate_limits;
+pub mod redact;
 pub mod sampling;
 mod validate;
 pub use validate::exporter_set_problems;
@@ -222,7 +223,7 @@ pub enum LogFormat {
 }
 
 /// `[telemetry]`: the daemon's own logs and traces.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub log_format: LogFormat,
@@ -238,6 +239,42 @@ pub struct TelemetryConfig {
     /// Where self traces go; defaults to the first OTLP gRPC exporter's endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub self_traces_endpoint: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// A copy fit to print: URL credentials masked ([`redact`]).
+    pub fn redacted(&self) -> Self {
+        Self {
+            self_traces_endpoint: self
+                .self_traces_endpoint
+                .as_deref()
+                .map(|u| redact::mask_url(u).into_owned()),
+            ..self.clone()
+        }
+    }
+}
+
+/// URL credentials masked ([`redact`]).
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            log_format,
+            log_level,
+            service_name,
+            self_traces,
+            self_traces_endpoint,
+        } = self;
+        f.debug_struct("TelemetryConfig")
+            .field("log_format", log_format)
+            .field("log_level", log_level)
+            .field("service_name", service_name)
+            .field("self_traces", self_traces)
+            .field(
+                "self_traces_endpoint",
+                &self_traces_endpoint.as_deref().map(redact::mask_url),
+            )
+            .finish()
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -399,10 +436,9 @@ impl Config {
             *key = "***".to_owned();
         }
         for exporter in &mut shown.exporters {
-            for value in exporter.headers.values_mut() {
-                *value = "***".to_owned();
-            }
+            *exporter = exporter.redacted();
         }
+        shown.telemetry = shown.telemetry.redacted();
         toml::to_string(&shown)
     }
 }
