@@ -172,6 +172,8 @@ pub enum Reason {
     BodyReadError,
     InvalidGzip,
     UnknownApp,
+    /// More than one different app key in one request (`?key=a&key=b`, repeated `x-api-key`).
+    AmbiguousAppKey,
     OriginNotAllowed,
     RateLimitedIp,
     RateLimitedApp,
@@ -216,6 +218,7 @@ impl Reason {
             Reason::BodyReadError => "body_read_error",
             Reason::InvalidGzip => "invalid_gzip",
             Reason::UnknownApp => "unknown_app",
+            Reason::AmbiguousAppKey => "ambiguous_app_key",
             Reason::OriginNotAllowed => "origin_not_allowed",
             Reason::RateLimitedIp => "rate_limited_ip",
             Reason::RateLimitedApp => "rate_limited_app",
