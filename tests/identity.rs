@@ -1,5 +1,6 @@
 //! Who the data says it is, and what the daemon prints about where it goes: a configured app's
-//! identity wins over what an OTLP client claims (JSON and protobuf, traces and logs), and a
+//! identity wins over what an OTLP client claims (JSON and protobuf, traces and logs) and what a
+//! Faro SDK claims, and a
 //! password in an exporter URL never reaches the start-up log.
 
 mod common;
@@ -148,6 +149,45 @@ async fn a_configured_apps_identity_wins_on_the_otlp_routes() {
     let trace_ids: Vec<_> = spans.iter().map(|s| hex(&s.span.trace_id)).collect();
     assert!(
         trace_ids.contains(&json_trace.to_owned()) && trace_ids.contains(&proto_trace.to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_apps_identity_wins_on_the_faro_route() {
+    let sink = Sink::start().await;
+    let bridge = Bridge::start(&format!("{APPS}\n{}", grpc_exporter_toml(sink.addr))).await;
+    let payload = serde_json::json!({
+        "meta": {
+            "app": {"name": "evil-svc", "environment": "staging", "version": "6.6.6"},
+            "session": {"id": "sess-identity-1"},
+            "page": {"url": "https://shop.example.com/"}
+        },
+        "logs": [{"message": "faro identity", "level": "info",
+                  "timestamp": "2026-11-28T08:00:00.000Z"}]
+    });
+    post(
+        &bridge,
+        "/collect/pk_shop_web",
+        "application/json",
+        payload.to_string().into_bytes(),
+    )
+    .await;
+    let logs = poll("the Faro log at the collector", WAIT, || {
+        let logs = sink.logs();
+        (!logs.is_empty()).then_some(logs)
+    })
+    .await;
+    let get = |key| attr(&logs[0].resource.attributes, key);
+    assert_eq!(get("service.name").as_deref(), Some("shop-web"));
+    assert_eq!(
+        get("deployment.environment.name").as_deref(),
+        Some("production")
+    );
+    assert_eq!(get("service.version").as_deref(), Some("6.6.6"));
+    assert_eq!(get("rum.claimed.service.name").as_deref(), Some("evil-svc"));
+    assert_eq!(
+        get("rum.claimed.deployment.environment.name").as_deref(),
+        Some("staging")
     );
 }
 
