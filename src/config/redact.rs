@@ -174,6 +174,28 @@ mod tests {
     }
 
     #[test]
+    fn debug_of_the_config_masks_urls_and_headers() {
+        let mut config = crate::config::Config::default();
+        let mut exporter = crate::config::ExporterConfig::embedded_default();
+        exporter.endpoint = Some("http://u:EndpointPW@c:4318".into());
+        exporter.logs_endpoint = Some("http://c:4318/v1/logs?token=LogsToken".into());
+        exporter
+            .headers
+            .insert("authorization".into(), "Basic HeaderPW".into());
+        config.exporters.push(exporter);
+        config.telemetry.self_traces_endpoint = Some("http://u:SelfPW@c:4317".into());
+        let shown = format!("{config:?}");
+        for secret in ["EndpointPW", "LogsToken", "HeaderPW", "SelfPW"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("http://u:***@c:4318/"), "{shown}");
+        let toml = config.to_redacted_toml().unwrap();
+        for secret in ["EndpointPW", "LogsToken", "HeaderPW", "SelfPW"] {
+            assert!(!toml.contains(secret), "{secret} in {toml}");
+        }
+    }
+
+    #[test]
     fn urls_in_text_are_masked() {
         let text = "error sending request for url (http://u:PW@c:4318/v1/traces): refused";
         assert_eq!(
