@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::admin::{self, AdminState, Metrics, Readiness};
+use crate::config::redact::mask_url;
 use crate::config::{Config, Protocol};
 use crate::convert::metrics::{bridge_resource, MetricsAggregator};
 use crate::export::Exporters;
@@ -77,7 +78,10 @@ pub async fn run_until(
             ),
             p => tracing::info!(
                 exporter = %e.name,
-                endpoint = e.endpoint.as_deref().unwrap_or("(per-signal)"),
+                endpoint = %e
+                    .endpoint
+                    .as_deref()
+                    .map_or("(per-signal)".into(), mask_url),
                 protocol = ?p,
                 "exporting over OTLP"
             ),

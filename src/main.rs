@@ -28,7 +28,8 @@ enum Command {
     /// Run the daemon (the default).
     Run(RunArgs),
     /// Validate a config file (with the OpenTelemetry environment variables applied) and print
-    /// the effective configuration as TOML, header values masked. Exit status 2 when invalid.
+    /// the effective configuration as TOML, header values and URL credentials masked. Exit
+    /// status 2 when invalid.
     CheckConfig {
         /// The TOML config file.
         file: PathBuf,

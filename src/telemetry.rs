@@ -21,6 +21,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer as _;
 
+use crate::config::redact::mask_url;
 use crate::config::{Config, Headers, LogFormat, Protocol, TelemetryConfig};
 use crate::model::semconv;
 
@@ -196,7 +197,7 @@ fn tracer_provider(config: &Config, target: &SelfTraceTarget) -> anyhow::Result<
             opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(metadata),
         )
         .build()
-        .with_context(|| format!("self-trace exporter to {}", target.endpoint))?;
+        .with_context(|| format!("self-trace exporter to {}", mask_url(&target.endpoint)))?;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(self_resource(config))

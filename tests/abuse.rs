@@ -129,6 +129,109 @@ async fn a_flood_from_one_address_does_not_limit_another() {
     );
 }
 
+/// A small native beacon of one session and page view: one web vital.
+fn vital_beacon(session: usize, page_view: usize) -> Vec<u8> {
+    json!({
+        "v": 1, "k": APP_KEY,
+        "sid": format!("{session:016x}"), "pvid": format!("{page_view:016x}"),
+        "url": "https://shop.example.com/", "t0": 1_795_839_390_385.4_f64,
+        "ev": [{"type": "vital", "name": "TTFB", "value": 212.6, "time": 212.6}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends `bodies` from `client`, `per_tick` at once every `tick` (pacing, not synchronisation);
+/// returns the statuses with their bodies.
+async fn paced(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Vec<u8>>,
+    per_tick: usize,
+    tick: std::time::Duration,
+) -> Vec<(u16, Value)> {
+    let mut interval = tokio::time::interval(tick);
+    // A slow round delays the next ones instead of bunching them up.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Vec::new();
+    for chunk in bodies.chunks(per_tick) {
+        interval.tick().await;
+        let mut set = tokio::task::JoinSet::new();
+        for body in chunk {
+            let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+            set.spawn(async move { post(&client, &url, "text/plain", false, body).await });
+        }
+        out.extend(set.join_all().await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_shared_address_passes_the_default_limit_and_a_flood_does_not() {
+    // The default [rate_limits].
+    let bridge = Bridge::start(&config("")).await;
+    let url = bridge.url("/v1/rum");
+
+    // An office or carrier NAT address: 300 sessions, each viewing 2 pages of 4 beacons, at
+    // 150 requests/s (above the ~133 r/s of 1,000 active users the defaults are sized for,
+    // docs/architecture.md#rate-limits). 2,400 requests: more than the burst, so the sustained
+    // rate is what lets them all through.
+    let nat = client_from(Ipv4Addr::new(127, 0, 0, 3));
+    let beacons: Vec<Vec<u8>> = (0..8)
+        .flat_map(|beacon| {
+            (0..300).map(move |session| vital_beacon(session, session * 2 + beacon / 4))
+        })
+        .collect();
+    let tick = std::time::Duration::from_millis(100);
+    let answers = paced(&nat, &url, beacons, 15, tick).await;
+    assert_eq!(answers.len(), 2_400);
+    for (status, body) in &answers {
+        assert_eq!(*status, 202, "a shared address is not limited: {body}");
+        assert_eq!(body["accepted"], 1, "{body}");
+    }
+
+    // One flooding host (one session, as fast as it can): refused once its burst is spent.
+    let flooder = client_from(Ipv4Addr::new(127, 0, 0, 4));
+    let flood = vital_beacon(999_999, 999_999);
+    let (mut accepted, mut limited) = (0u32, 0u32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while limited < 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood was never limited ({accepted} accepted)"
+        );
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let (client, url, body) = (flooder.clone(), url.clone(), flood.clone());
+            set.spawn(async move { post(&client, &url, "text/plain", false, body).await });
+        }
+        for (status, body) in set.join_all().await {
+            match status {
+                202 => accepted += 1,
+                429 => {
+                    assert_eq!(body["reason"], "rate_limited_ip", "{body}");
+                    limited += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    // The burst (2,000) passes first; only then does the bucket bite.
+    assert!(
+        accepted >= 2_000,
+        "refused before the burst was spent: {accepted} accepted"
+    );
+    assert_eq!(
+        bridge
+            .metric("rum_bridge_items_rejected_total{reason=\"rate_limited_ip\"}")
+            .await,
+        f64::from(limited)
+    );
+    // The shared address still gets through while the flooder is held back.
+    let (status, body) = post(&nat, &url, "text/plain", false, vital_beacon(1, 9_999)).await;
+    assert_eq!(status, 202, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_bombs_are_cut_at_the_decompressed_limit_with_flat_memory() {
     // A fixed runtime size: the allocator keeps a cache per thread, so the peak depends on how

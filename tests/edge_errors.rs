@@ -189,6 +189,51 @@ async fn bad_requests_get_documented_status_and_counted_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_keys_in_one_query_are_a_counted_json_400() {
+    let bridge = Bridge::start(CONFIG).await;
+    let series = "rum_bridge_items_rejected_total{reason=\"ambiguous_app_key\"}";
+    let cases = [
+        ("/v1/traces?key=pk_shop&key=pk_other", "application/json"),
+        ("/v1/rum?key=pk_shop&key=pk_other", "text/plain"),
+    ];
+    for (n, (path, content_type)) in cases.into_iter().enumerate() {
+        let resp = bridge
+            .client
+            .post(bridge.url(path))
+            .header("content-type", content_type)
+            .header("origin", ORIGIN)
+            .body(otlp_json())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{path}");
+        let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(body["reason"], "ambiguous_app_key", "{path}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains("key")),
+            "{path}: {body}"
+        );
+        assert_eq!(
+            bridge.metric(series).await,
+            (n + 1) as f64,
+            "{path} counted"
+        );
+    }
+    // The same key twice is not ambiguous.
+    let resp = bridge
+        .client
+        .post(bridge.url("/v1/traces?key=pk_shop&key=pk_shop"))
+        .header("content-type", "application/json")
+        .header("origin", ORIGIN)
+        .body(otlp_json())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflight_allows_configured_origins_only() {
     let bridge = Bridge::start(CONFIG).await;
     let preflight = |origin: &'static str| {

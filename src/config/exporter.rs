@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::presets::Preset;
-use super::{duration, env};
+use super::{duration, env, redact};
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -36,8 +36,8 @@ pub enum Compression {
     Zstd,
 }
 
-/// `[[exporters]]`: one OTLP destination.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[[exporters]]`: one OTLP destination. `Debug` masks URL credentials and header values.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExporterConfig {
     pub name: String,
@@ -111,6 +111,83 @@ pub struct ExporterConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+}
+
+impl ExporterConfig {
+    /// A copy fit to print: URL credentials ([`redact`]) and header values masked.
+    pub fn redacted(&self) -> Self {
+        let mask = |u: &Option<String>| u.as_deref().map(|u| redact::mask_url(u).into_owned());
+        let mut shown = self.clone();
+        shown.endpoint = mask(&self.endpoint);
+        shown.traces_endpoint = mask(&self.traces_endpoint);
+        shown.logs_endpoint = mask(&self.logs_endpoint);
+        shown.metrics_endpoint = mask(&self.metrics_endpoint);
+        for value in shown.headers.values_mut() {
+            *value = redact::MASK.to_owned();
+        }
+        shown
+    }
+}
+
+impl std::fmt::Debug for ExporterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Exhaustive, so that a new field is a decision about what `Debug` may show.
+        let Self {
+            name,
+            preset,
+            region,
+            api_key_env,
+            api_key_file,
+            instance_id,
+            dataset,
+            max_attribute_value_len,
+            endpoint,
+            traces_endpoint,
+            logs_endpoint,
+            metrics_endpoint,
+            protocol,
+            compression,
+            headers,
+            timeout,
+            path,
+            buffer_dir,
+            buffer_max_bytes,
+            buffer_full,
+            buffer_sync,
+            queue,
+            batch,
+            retry,
+            tls,
+        } = self;
+        let url = |u: &Option<String>| u.as_deref().map(|u| redact::mask_url(u).into_owned());
+        f.debug_struct("ExporterConfig")
+            .field("name", name)
+            .field("preset", preset)
+            .field("region", region)
+            .field("api_key_env", api_key_env)
+            .field("api_key_file", api_key_file)
+            .field("instance_id", instance_id)
+            .field("dataset", dataset)
+            .field("max_attribute_value_len", max_attribute_value_len)
+            .field("endpoint", &url(endpoint))
+            .field("traces_endpoint", &url(traces_endpoint))
+            .field("logs_endpoint", &url(logs_endpoint))
+            .field("metrics_endpoint", &url(metrics_endpoint))
+            .field("protocol", protocol)
+            .field("compression", compression)
+            .field("headers", headers)
+            .field("timeout", timeout)
+            .field("path", path)
+            .field("buffer_dir", buffer_dir)
+            .field("buffer_max_bytes", buffer_max_bytes)
+            .field("buffer_full", buffer_full)
+            .field("buffer_sync", buffer_sync)
+            .field("queue", queue)
+            .field("batch", batch)
+            .field("retry", retry)
+            .field("tls", tls)
+            .finish()
+    }
 }
 
 /// Exporter request headers, usually credentials: `Debug` shows only their names.
@@ -364,19 +441,20 @@ impl Default for RetryConfig {
 
 /// Checks an OTLP endpoint: an absolute `http` or `https` URL with a host.
 pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let shown = redact::mask_url(url);
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        .map_err(|e| format!("invalid URL {shown:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => {
             return Err(format!(
-                "invalid URL {url:?}: must start with http:// or https://"
+                "invalid URL {shown:?}: must start with http:// or https://"
             ))
         }
     }
     match uri.host() {
         Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(format!("invalid URL {url:?}: no host")),
+        _ => Err(format!("invalid URL {shown:?}: no host")),
     }
 }

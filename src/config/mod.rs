@@ -13,9 +13,11 @@
 mod duration;
 pub mod env;
 mod exporter;
+pub mod locate;
 pub mod presets;
 pub mod privacy;
 pub mod rate_limits;
+pub mod redact;
 pub mod sampling;
 pub mod server;
 mod validate;
@@ -67,6 +69,10 @@ pub struct Config {
     /// `OTEL_RESOURCE_ATTRIBUTES`); logged once logging is up.
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Where the settings came from, so that validation problems name the file and line or
+    /// the environment variable ([`locate`]).
+    #[serde(skip)]
+    pub origin: locate::Origin,
 }
 
 /// `[geo]`: coarse location of the client from its address (`process::geo`).
@@ -197,7 +203,7 @@ pub enum LogFormat {
 }
 
 /// `[telemetry]`: the daemon's own logs and traces.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub log_format: LogFormat,
@@ -213,6 +219,42 @@ pub struct TelemetryConfig {
     /// Where self traces go; defaults to the first OTLP gRPC exporter's endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub self_traces_endpoint: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// A copy fit to print: URL credentials masked ([`redact`]).
+    pub fn redacted(&self) -> Self {
+        Self {
+            self_traces_endpoint: self
+                .self_traces_endpoint
+                .as_deref()
+                .map(|u| redact::mask_url(u).into_owned()),
+            ..self.clone()
+        }
+    }
+}
+
+/// URL credentials masked ([`redact`]).
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            log_format,
+            log_level,
+            service_name,
+            self_traces,
+            self_traces_endpoint,
+        } = self;
+        f.debug_struct("TelemetryConfig")
+            .field("log_format", log_format)
+            .field("log_level", log_level)
+            .field("service_name", service_name)
+            .field("self_traces", self_traces)
+            .field(
+                "self_traces_endpoint",
+                &self_traces_endpoint.as_deref().map(redact::mask_url),
+            )
+            .finish()
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -279,10 +321,10 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    /// Every problem found, one per entry, each starting with the key it concerns
-    /// (`apps[1].key: duplicate key "pk_x"`).
-    #[error("invalid config:\n  {}", .0.join("\n  "))]
-    Invalid(Vec<String>),
+    /// Every problem found, one per entry, each naming the key it concerns and where its value
+    /// came from (`rum-bridge.toml:12: apps[1].key: duplicate key "pk_x"`).
+    #[error("invalid config:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<locate::Problem>),
     #[error("invalid environment variable {var}: {message}")]
     Env { var: String, message: String },
 }
@@ -304,6 +346,8 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
+        let file = config.origin.file.take();
+        config.origin = locate::Origin::new(file, !config.exporters.is_empty(), env);
         env::overlay(&mut config, env)?;
         Ok(config)
     }
@@ -315,10 +359,12 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+        let mut config = Self::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,
-        })
+        })?;
+        config.origin.file = Some((path.to_owned(), text));
+        Ok(config)
     }
 
     /// Parses TOML text; the error string includes line, column and the offending key. Vendor
@@ -342,7 +388,7 @@ impl Config {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid(problems))
+            Err(ConfigError::Invalid(locate::locate(problems, &self.origin)))
         }
     }
 
@@ -374,10 +420,9 @@ impl Config {
             *key = "***".to_owned();
         }
         for exporter in &mut shown.exporters {
-            for value in exporter.headers.values_mut() {
-                *value = "***".to_owned();
-            }
+            *exporter = exporter.redacted();
         }
+        shown.telemetry = shown.telemetry.redacted();
         toml::to_string(&shown)
     }
 }
@@ -539,17 +584,25 @@ mod tests {
         let ConfigError::Invalid(problems) = &err else {
             panic!("{err}")
         };
+        let shown: Vec<_> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect();
         assert_eq!(
-            problems,
-            &[
-                "apps[1].key: duplicate key \"pk_x\"".to_owned(),
-                "exporters[0].path: required for protocol \"file\"".to_owned(),
+            shown,
+            [
+                "apps[1].key: duplicate key \"pk_x\"",
+                "exporters[0].path: required for protocol \"file\"",
             ]
         );
+        // Each names the file and the line of the value (or of its table when not written).
+        let path = file.path().display();
         assert_eq!(
             err.to_string(),
-            "invalid config:\n  apps[1].key: duplicate key \"pk_x\"\n  \
-             exporters[0].path: required for protocol \"file\""
+            format!(
+                "invalid config:\n  {path}:6: apps[1].key: duplicate key \"pk_x\"\n  \
+                 {path}:7: exporters[0].path: required for protocol \"file\""
+            )
         );
     }
 
@@ -641,7 +694,8 @@ replacement = "{a/b}"
             "privacy.url.path_rules[0].pattern: invalid regular expression: invalid character class range, the start must be <= the end",
             "privacy.url.path_rules[0].replacement: \"{a/b}\" must not contain / ? or #",
         ];
-        assert_eq!(problems, &expected, "{err}");
+        let shown: Vec<_> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, expected, "{err}");
 
         let text = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.local\"]\n\
                     [privacy]\nclient_ip_v4_prefix = 33\nclient_ip_v6_prefix = 129\n";

@@ -3,8 +3,21 @@
 //! A bucket refills at `*_requests_per_second` and holds up to `*_burst` requests; a request
 //! that finds it empty is refused with `429` and `Retry-After`. `0` requests per second turns
 //! a limit off.
+//!
+//! The per-address defaults are sized for a shared address, not for one browser: an office or
+//! a carrier's NAT puts hundreds of users behind one IP (docs/architecture.md#rate-limits has
+//! the numbers). They still hold one flooding host to a small share of what an instance can
+//! take.
 
 use serde::{Deserialize, Serialize};
+
+/// Default sustained requests per second per address: 1,000 active users behind one NAT
+/// address × 4 beacons per page view × 2 page views a minute ≈ 133 r/s, with 50 % headroom.
+pub const DEFAULT_PER_IP_REQUESTS_PER_SECOND: u32 = 200;
+/// Default burst per address: 10 s of the sustained rate, so those 1,000 users can all send
+/// two beacons at the same moment (a shift start, a link shared in a chat, retries after an
+/// outage).
+pub const DEFAULT_PER_IP_BURST: u32 = 2_000;
 
 /// `[rate_limits]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,8 +36,8 @@ pub struct RateLimitsConfig {
 impl Default for RateLimitsConfig {
     fn default() -> Self {
         Self {
-            per_ip_requests_per_second: 20,
-            per_ip_burst: 100,
+            per_ip_requests_per_second: DEFAULT_PER_IP_REQUESTS_PER_SECOND,
+            per_ip_burst: DEFAULT_PER_IP_BURST,
             per_app_requests_per_second: 0,
             per_app_burst: 10_000,
         }

@@ -1,7 +1,8 @@
 //! Rules the config types cannot express (uniqueness, ranges, URL and origin syntax).
 //!
 //! Each problem is one line that starts with the key it concerns, as written in the file
-//! (`apps[1].key: duplicate key "pk_x"`), so the operator knows exactly what to fix. All problems
+//! (`apps[1].key: duplicate key "pk_x"`), so the operator knows exactly what to fix; [`super::locate`]
+//! then adds the file and line (or the environment variable) the value came from. All problems
 //! are collected, not just the first.
 
 use std::collections::{HashMap, HashSet};

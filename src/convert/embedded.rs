@@ -2,8 +2,8 @@
 //! the batch.
 //!
 //! Unlike Alloy, which passes these spans on untouched, the bridge gives them what the batch's
-//! context says: the resource gets the page's resource attributes (the app's `service.name`
-//! wins for a configured app; `service.version`, `deployment.environment.name`, `browser.*`,
+//! context says: the resource gets the page's resource attributes (a configured app's identity
+//! wins, [`crate::process::identity`]; `service.version`, `deployment.environment.name`, `browser.*`,
 //! `user_agent.original`, … are added when missing), spans get `session.id` and the page-view
 //! id when missing, and legacy HTTP attribute names are renamed as on the OTLP routes. Their
 //! CLIENT spans also feed the HTTP client histogram ([`http_calls`]).
@@ -18,17 +18,20 @@ use crate::model::otlp::{find, has_key, kv};
 use crate::model::semconv;
 use crate::model::semconv::{PAGE_VIEW_ID, SESSION_ID};
 use crate::model::{HttpCall, PageContext, SpanRef};
+use crate::process::identity::AppIdentity;
 use crate::process::otlp::normalize_span;
 
-/// Enriches the spans from the batch context (see the module docs). `authoritative_name`: the
-/// app is configured, so its name replaces whatever `service.name` the client sent.
-pub fn enrich(resource_spans: &mut [ResourceSpans], ctx: &PageContext, authoritative_name: bool) {
+/// Enriches the spans from the batch context (see the module docs). `identity`: the configured
+/// app's, which replaces whatever the client sent ([`AppIdentity`]).
+pub fn enrich(
+    resource_spans: &mut [ResourceSpans],
+    ctx: &PageContext,
+    identity: Option<AppIdentity<'_>>,
+) {
     for rs in resource_spans {
         let resource = rs.resource.get_or_insert_with(Resource::default);
-        if authoritative_name {
-            resource
-                .attributes
-                .retain(|kv| kv.key != semconv::SERVICE_NAME);
+        if let Some(identity) = &identity {
+            identity.apply_to_resource(resource);
         }
         enrich_resource(resource, ctx);
         for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
@@ -123,9 +126,14 @@ mod tests {
             },
             ..Default::default()
         };
-        for (authoritative, name) in [(false, "from-sdk"), (true, "shop-web")] {
+        let shop = AppIdentity {
+            name: "shop-web",
+            environment: None,
+            version: None,
+        };
+        for (identity, name) in [(None, "from-sdk"), (Some(shop), "shop-web")] {
             let mut d: ExportTraceServiceRequest = serde_json::from_str(&json).unwrap();
-            enrich(&mut d.resource_spans, &ctx, authoritative);
+            enrich(&mut d.resource_spans, &ctx, identity);
             let res = d.resource_spans[0].resource.as_ref().unwrap();
             let s = |v: &str| Some(Value::StringValue(v.into()));
             assert_eq!(find(&res.attributes, "service.name").cloned(), s(name));

@@ -30,6 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use super::batch::BatchData;
 use super::retry::{classify_grpc_status, SendError};
 use super::{tls, Ack, ExportError, Transport};
+use crate::config::redact::mask_url;
 use crate::config::{Compression, ExporterConfig};
 
 /// Default OTLP/gRPC endpoint (`docs/otlp-mapping.md#exporter-environment-variables`).
@@ -231,7 +232,7 @@ fn channel(
 ) -> Result<Channel, ExportError> {
     let invalid = |reason: String| ExportError::InvalidEndpoint {
         exporter: config.name.clone(),
-        endpoint: endpoint.to_owned(),
+        endpoint: mask_url(endpoint).into_owned(),
         reason,
     };
     let uri: http::Uri = endpoint

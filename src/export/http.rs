@@ -26,6 +26,7 @@ use reqwest::Url;
 use super::batch::BatchData;
 use super::retry::{classify_http_status, parse_retry_after, HttpClass, SendError};
 use super::{Ack, ExportError, Transport};
+use crate::config::redact::{mask_url, mask_urls_in};
 use crate::config::{Compression, ExporterConfig, Protocol};
 use crate::handoff::Signal;
 
@@ -207,7 +208,7 @@ fn signal_url(
     };
     let invalid = |reason: String| ExportError::InvalidEndpoint {
         exporter: config.name.clone(),
-        endpoint: text.clone(),
+        endpoint: mask_url(&text).into_owned(),
         reason,
     };
     let url = Url::parse(&text).map_err(|e| invalid(e.to_string()))?;
@@ -345,7 +346,8 @@ fn error_detail(protobuf: bool, body: &[u8]) -> String {
     format!(": {text}")
 }
 
-/// `reqwest` errors hide the useful part (connection refused…) in their source chain.
+/// `reqwest` errors hide the useful part (connection refused…) in their source chain; they
+/// also quote the URL, whose credentials are masked.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -354,7 +356,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    mask_urls_in(&text).into_owned()
 }
 
 #[cfg(test)]

@@ -174,6 +174,8 @@ pub enum Reason {
     BodyTimeout,
     InvalidGzip,
     UnknownApp,
+    /// More than one different app key in one request (`?key=a&key=b`, repeated `x-api-key`).
+    AmbiguousAppKey,
     OriginNotAllowed,
     RateLimitedIp,
     RateLimitedApp,
@@ -221,6 +223,7 @@ impl Reason {
             Reason::BodyTimeout => "body_timeout",
             Reason::InvalidGzip => "invalid_gzip",
             Reason::UnknownApp => "unknown_app",
+            Reason::AmbiguousAppKey => "ambiguous_app_key",
             Reason::OriginNotAllowed => "origin_not_allowed",
             Reason::RateLimitedIp => "rate_limited_ip",
             Reason::RateLimitedApp => "rate_limited_app",

@@ -41,6 +41,7 @@ use crate::export::Exporters;
 use crate::handoff::{Backpressure, Payload};
 use crate::model::faro_contrib::FaroRecords;
 use crate::model::{AttrValue, PageContext, Rejected, RumBatch, RumEvent};
+use crate::process::identity::AppIdentity;
 use crate::process::limits::ItemLimits;
 use crate::process::otlp::Enrichment;
 use crate::process::{Processor, RequestInfo};
@@ -64,8 +65,21 @@ pub enum AppRef<'a> {
 }
 
 impl AppRef<'_> {
-    pub fn is_configured(&self) -> bool {
-        matches!(self, AppRef::Configured { .. })
+    /// A configured app's identity, which replaces the client's on every route.
+    pub fn identity(&self) -> Option<AppIdentity<'_>> {
+        match *self {
+            AppRef::Configured {
+                name,
+                environment,
+                version,
+                ..
+            } => Some(AppIdentity {
+                name,
+                environment,
+                version,
+            }),
+            AppRef::Development { .. } => None,
+        }
     }
 }
 
@@ -274,7 +288,7 @@ impl Ingest {
         };
         let mut calls = Vec::new();
         if !spans.is_empty() {
-            convert::embedded::enrich(&mut spans, &batch.context, facts.app.is_configured());
+            convert::embedded::enrich(&mut spans, &batch.context, facts.app.identity());
             if let Some(d) = self.processor.process_otlp_spans(&mut spans, &request) {
                 self.metrics.drop_items(d.reason, d.count as u64);
             }
@@ -316,19 +330,8 @@ impl Ingest {
         mut request: T,
         facts: &RequestFacts<'_>,
     ) -> Result<Accepted, Refused> {
-        let (service_name, environment, version) = match facts.app {
-            AppRef::Configured {
-                name,
-                environment,
-                version,
-                ..
-            } => (Some(name), environment, version),
-            AppRef::Development { .. } => (None, None, None),
-        };
         let n = request.prepare(&Enrichment {
-            service_name,
-            environment,
-            version,
+            identity: facts.app.identity(),
             user_agent: facts.user_agent,
             extra: &self.resource_attributes,
         });
@@ -353,20 +356,10 @@ impl Ingest {
     /// Fills the page context from the request's facts.
     fn complete_context(&self, ctx: &mut PageContext, facts: &RequestFacts<'_>) {
         match facts.app {
-            AppRef::Configured {
-                key,
-                name,
-                environment,
-                version,
-                ..
-            } => {
+            AppRef::Configured { key, .. } => {
                 ctx.app.key = Some(key.to_owned());
-                ctx.app.name = name.to_owned();
-                if ctx.app.environment.is_none() {
-                    ctx.app.environment = environment.map(str::to_owned);
-                }
-                if ctx.app.version.is_none() {
-                    ctx.app.version = version.map(str::to_owned);
+                if let Some(identity) = facts.app.identity() {
+                    identity.apply_to_context(ctx);
                 }
             }
             AppRef::Development { key } => {

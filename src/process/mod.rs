@@ -20,6 +20,9 @@
 //!   `[geo] database`) on the resource. Source maps are not applied yet
 //!   (docs/architecture.md#known-gaps-against-the-design).
 //!
+//! - **identity** ([`identity`]): a configured app's `service.name`, environment and version
+//!   replace what the client claims, on every route.
+//!
 //! - **size caps** ([`limits`]): attributes per item and value lengths, on every payload just
 //!   before it is queued.
 //!
@@ -42,6 +45,7 @@ pub mod client_ip;
 mod consent;
 mod faro_contrib;
 pub mod geo;
+pub mod identity;
 pub mod limits;
 pub mod otlp;
 pub mod pii;

@@ -1,8 +1,9 @@
 //! OTLP passthrough: what the bridge adds to and normalises in OTLP data from browser SDKs.
 //!
 //! Browser SDKs already speak OTLP, so their data stays in `opentelemetry-proto` types: ids and
-//! attributes pass through unchanged. The bridge adds what a browser cannot know or forgets
-//! (user agent, environment, the app's `service.name`) and renames legacy HTTP attributes to the
+//! attributes pass through unchanged. A configured app's identity (`service.name`, environment,
+//! version) replaces the client's claim ([`super::identity`]); the bridge adds what a browser
+//! cannot know or forgets (user agent, the operator's attributes) and renames legacy HTTP attributes to the
 //! stable semantic conventions (docs/otlp-mapping.md#legacy-http-attributes), so the backend
 //! sees one vocabulary.
 
@@ -14,30 +15,32 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+use super::identity::AppIdentity;
 use crate::model::http::split_host_port;
 use crate::model::otlp::kv;
 use crate::model::semconv;
 
-/// What the edge knows about the sender, added to resources that lack it.
+/// What the edge knows about the sender: a configured app's identity, imposed; the rest added
+/// to resources that lack it.
 #[derive(Debug, Default)]
 pub struct Enrichment<'a> {
-    pub service_name: Option<&'a str>,
-    pub environment: Option<&'a str>,
-    pub version: Option<&'a str>,
+    /// The configured app's identity ([`AppIdentity`]); `None` in development mode.
+    pub identity: Option<AppIdentity<'a>>,
     pub user_agent: Option<&'a str>,
     /// Operator-configured attributes (`OTEL_RESOURCE_ATTRIBUTES`-style), added when missing.
     pub extra: &'a [(String, String)],
 }
 
 impl Enrichment<'_> {
-    /// Adds the missing resource attributes; never overwrites what the client sent.
+    /// Imposes the app's identity, then adds the missing resource attributes; never
+    /// overwrites anything else the client sent.
     pub fn apply(&self, resource: &mut Option<Resource>) {
         let res = resource.get_or_insert_with(Resource::default);
+        if let Some(identity) = &self.identity {
+            identity.apply_to_resource(res);
+        }
         let attrs = &mut res.attributes;
         let pairs = [
-            (semconv::SERVICE_NAME, self.service_name),
-            (semconv::DEPLOYMENT_ENVIRONMENT_NAME, self.environment),
-            (semconv::SERVICE_VERSION, self.version),
             (semconv::USER_AGENT_ORIGINAL, self.user_agent),
             (semconv::TELEMETRY_SDK_LANGUAGE, Some("webjs")),
         ];
@@ -242,23 +245,34 @@ mod tests {
     }
 
     #[test]
-    fn enrichment_adds_only_missing() {
+    fn enrichment_imposes_the_identity_and_adds_only_missing() {
         let mut res = Some(Resource {
-            attributes: vec![string_kv("service.name", "from-client")],
+            attributes: vec![
+                string_kv("service.name", "from-client"),
+                string_kv("user_agent.original", "client UA"),
+            ],
             ..Default::default()
         });
         let extra = vec![("k8s.cluster.name".to_owned(), "c1".to_owned())];
         Enrichment {
-            service_name: Some("from-config"),
-            environment: Some("production"),
+            identity: Some(AppIdentity {
+                name: "from-config",
+                environment: Some("production"),
+                version: None,
+            }),
             user_agent: Some("UA"),
             extra: &extra,
-            ..Default::default()
         }
         .apply(&mut res);
         let a = &res.unwrap().attributes;
         assert!(
-            matches!(get(a, "service.name"), Some(Value::StringValue(s)) if s == "from-client")
+            matches!(get(a, "service.name"), Some(Value::StringValue(s)) if s == "from-config")
+        );
+        assert!(
+            matches!(get(a, "rum.claimed.service.name"), Some(Value::StringValue(s)) if s == "from-client")
+        );
+        assert!(
+            matches!(get(a, "user_agent.original"), Some(Value::StringValue(s)) if s == "client UA")
         );
         assert!(
             matches!(get(a, "deployment.environment.name"), Some(Value::StringValue(s)) if s == "production")

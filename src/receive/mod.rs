@@ -35,7 +35,6 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use serde::Deserialize;
 
 use crate::admin::{Metrics, RouteStatus, TimeoutPhase};
 use crate::config::Config;
@@ -111,21 +110,68 @@ pub fn router(state: Arc<EdgeState>) -> Router {
         .with_state(state)
 }
 
-/// App key given outside the body (`?key=`), for senders that cannot set headers.
-#[derive(Debug, Deserialize)]
+/// App key given in the query (`?key=`), for senders that cannot set headers. Extracting it
+/// never fails: a query naming two different keys is refused by [`key_outside_body`] inside
+/// the handler, so the refusal gets the JSON body and the counter every refusal gets.
+#[derive(Debug)]
 pub struct KeyQuery {
-    key: Option<String>,
+    keys: Vec<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyQuery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let keys = url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(name, _)| name == "key")
+            .map(|(_, value)| value.into_owned())
+            .collect();
+        Ok(Self { keys })
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn key_outside_body<'a>(headers: &'a HeaderMap, query: &'a KeyQuery) -> Option<&'a str> {
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or(query.key.as_deref())
+/// The app key from the `x-api-key` header, else from `?key=`. Two different keys in the same
+/// place (`?key=a&key=b`, two `x-api-key` headers) are refused: which app is meant is a guess.
+fn key_outside_body<'a>(
+    headers: &'a HeaderMap,
+    query: &'a KeyQuery,
+) -> Result<Option<&'a str>, EdgeError> {
+    let from_header = headers.get_all("x-api-key").iter().map(|v| v.to_str().ok());
+    if let Some(Some(key)) = single(from_header, "x-api-key header")? {
+        return Ok(Some(key));
+    }
+    Ok(single(
+        query.keys.iter().map(|k| Some(k.as_str())),
+        "`key` query parameter",
+    )?
+    .flatten())
+}
+
+/// The one distinct value of `values` (`None` when there is none); an error when they differ.
+fn single<'a>(
+    mut values: impl Iterator<Item = Option<&'a str>>,
+    place: &str,
+) -> Result<Option<Option<&'a str>>, EdgeError> {
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.any(|v| v != first) {
+        return Err(EdgeError::Malformed {
+            reason: crate::model::Reason::AmbiguousAppKey,
+            detail: format!(
+                "the {place} is given more than once with different values; send one app key"
+            ),
+        });
+    }
+    Ok(Some(first))
 }
 
 fn now_ms() -> f64 {

@@ -12,7 +12,7 @@ pub mod decode;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 
@@ -28,7 +28,7 @@ pub const ROUTE: &str = "/v1/rum";
 
 pub(super) async fn ingest(
     State(st): State<Arc<EdgeState>>,
-    Query(query): Query<KeyQuery>,
+    query: KeyQuery,
     ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
@@ -36,7 +36,8 @@ pub(super) async fn ingest(
     let result = async {
         st.admit(client_ip, &headers, false)?;
         let origin = header_str(&headers, header::ORIGIN);
-        if let Some(key) = key_outside_body(&headers, &query) {
+        let outside = key_outside_body(&headers, &query)?;
+        if let Some(key) = outside {
             st.apps.authorize(Some(key), origin)?;
         }
         let bytes = st.read(&headers, body).await?;
@@ -47,7 +48,7 @@ pub(super) async fn ingest(
             .app
             .key
             .clone()
-            .or_else(|| key_outside_body(&headers, &query).map(str::to_owned));
+            .or_else(|| outside.map(str::to_owned));
         let app = st.apps.authorize(key.as_deref(), origin)?;
         st.rate_limits.check_app(&app)?;
         let facts = st.facts(&app, &headers, client_ip);

@@ -11,7 +11,7 @@ pub mod decode;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -50,7 +50,7 @@ impl OtlpRoute for ExportMetricsServiceRequest {
 
 pub(super) async fn ingest<T: OtlpRoute>(
     State(st): State<Arc<EdgeState>>,
-    Query(query): Query<KeyQuery>,
+    query: KeyQuery,
     ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
@@ -58,7 +58,7 @@ pub(super) async fn ingest<T: OtlpRoute>(
     let result = async {
         let format = st.admit(client_ip, &headers, true)?;
         let app = st.apps.authorize(
-            key_outside_body(&headers, &query),
+            key_outside_body(&headers, &query)?,
             header_str(&headers, header::ORIGIN),
         )?;
         st.rate_limits.check_app(&app)?;
