@@ -3,6 +3,8 @@
 //! It lives on its own address (default `127.0.0.1:4381`) so that operational endpoints are
 //! never reachable through the public ingest port that browsers talk to.
 
+pub mod sourcemaps;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -105,6 +107,8 @@ pub struct Metrics {
     /// behind) rather than sent from memory. After a crash some of them may already have been
     /// delivered: delivery is at-least-once.
     pub buffer_replayed_records: Family<Exporter, Counter>,
+    /// Source-map symbolication (`process::symbolicate`).
+    pub sourcemaps: sourcemaps::SourcemapMetrics,
 }
 
 impl Default for Metrics {
@@ -212,8 +216,11 @@ impl Metrics {
             "Records read back from the disk buffer (restart or backlog) instead of memory",
             buffer_replayed_records.clone(),
         );
+        let sourcemaps = sourcemaps::SourcemapMetrics::default();
+        sourcemaps.register(&mut registry);
         Self {
             registry,
+            sourcemaps,
             requests,
             items_accepted,
             items_rejected,

@@ -17,6 +17,7 @@ pub mod presets;
 pub mod privacy;
 pub mod rate_limits;
 pub mod sampling;
+pub mod sourcemaps;
 mod validate;
 pub use validate::exporter_set_problems;
 
@@ -30,6 +31,7 @@ pub use presets::Preset;
 pub use privacy::PrivacyConfig;
 pub use rate_limits::RateLimitsConfig;
 pub use sampling::SamplingConfig;
+pub use sourcemaps::SourcemapsConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +55,7 @@ pub struct Config {
     pub sampling: SamplingConfig,
     pub geo: GeoConfig,
     pub faro: FaroConfig,
+    pub sourcemaps: SourcemapsConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
