@@ -386,3 +386,135 @@ async fn an_oversized_map_and_a_slow_server_are_given_up_on_within_the_limits() 
     );
     assert_eq!(bridge.metric("rum_bridge_sourcemap_cache_bytes").await, 0.0);
 }
+
+/// `(function, url, line, column)` of each `at f (url:l:c)` line of a V8 stack.
+fn v8_frames(stack: &str) -> Vec<(String, String, u32, u32)> {
+    stack
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("at ")?.strip_suffix(')')?;
+            let (function, place) = rest.split_once(" (")?;
+            let (place, column) = place.rsplit_once(':')?;
+            let (url, line) = place.rsplit_once(':')?;
+            Some((
+                function.into(),
+                url.into(),
+                line.parse().ok()?,
+                column.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faro_exceptions_and_otlp_logs_and_span_events_are_resolved_the_same_way() {
+    let www = tempfile::tempdir().unwrap();
+    let dir = www.path().join("static");
+    std::fs::create_dir_all(&dir).unwrap();
+    minify(&dir, "app.min.js", "globalThis.RELEASE = 1;\n");
+    let url = "https://shop.example.com/static/app.min.js";
+    let stack = v8_stack(&dir.join("app.min.js"), url);
+    let sink = Sink::start().await;
+    let config = format!(
+        "[sourcemaps]\n[[sourcemaps.local]]\nurl_prefix = \"https://shop.example.com/static/\"\ndir = \"{}\"\n\n{}",
+        dir.display(),
+        grpc_exporter_toml(sink.addr)
+    );
+    let bridge = Bridge::start(&config).await;
+
+    // Faro: structured frames, rendered as a V8 stack by the decoder.
+    let frames: Vec<_> = v8_frames(&stack)
+        .into_iter()
+        .map(|(function, filename, lineno, colno)| {
+            serde_json::json!({"function": function, "filename": filename, "lineno": lineno, "colno": colno})
+        })
+        .collect();
+    assert_eq!(frames.len(), 3, "{stack}");
+    let faro = serde_json::json!({
+        "meta": {"app": {"name": "shop-faro"}, "session": {"id": "s-faro-1"}},
+        "exceptions": [{"type": "TypeError", "value": "faro: Cannot read properties of undefined (reading 'cost')",
+                        "timestamp": "2026-12-03T12:00:00.000Z", "stacktrace": {"frames": frames}}]
+    });
+    let resp = bridge
+        .client
+        .post(bridge.url("/collect"))
+        .header("content-type", "application/json")
+        .body(faro.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+
+    // OTLP: a log record and a span's exception event carrying exception.stacktrace.
+    let kv = |k: &str, v: &str| serde_json::json!({"key": k, "value": {"stringValue": v}});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    let exception = vec![
+        kv("exception.type", "TypeError"),
+        kv("exception.stacktrace", &stack),
+    ];
+    let logs = serde_json::json!({"resourceLogs": [{
+        "resource": {"attributes": [kv("service.name", "shop-otel")]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": now, "severityNumber": 17,
+                                       "body": {"stringValue": "otlp log"}, "attributes": exception}]}]}]});
+    let traces = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [kv("service.name", "shop-otel")]},
+        "scopeSpans": [{"spans": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "checkout", "kind": 1, "startTimeUnixNano": now, "endTimeUnixNano": now,
+            "events": [{"timeUnixNano": now, "name": "exception", "attributes": exception}]}]}]}]});
+    for (path, body) in [("/v1/logs", logs), ("/v1/traces", traces)] {
+        let resp = bridge
+            .client
+            .post(bridge.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{path}: {}", resp.text().await.unwrap());
+    }
+
+    let resolved = |attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue]| {
+        let stack = attr(attrs, "exception.stacktrace").unwrap_or_default();
+        stack.contains("at computeTotal (src/cart.js:7:")
+            && stack.contains("at checkout (src/checkout.js:2:")
+            && attr(attrs, MINIFIED).is_some()
+            && attr(attrs, FINGERPRINT).is_some()
+    };
+    let records = poll(
+        "the Faro and OTLP exception records, resolved",
+        WAIT,
+        || {
+            let logs: Vec<_> = sink
+                .logs()
+                .into_iter()
+                .filter(|l| resolved(&l.record.attributes))
+                .collect();
+            (logs.len() >= 2).then_some(logs)
+        },
+    )
+    .await;
+    let services: Vec<_> = records
+        .iter()
+        .filter_map(|l| attr(&l.resource.attributes, "service.name"))
+        .collect();
+    assert!(services.iter().any(|s| s == "shop-faro"), "{services:?}");
+    assert!(services.iter().any(|s| s == "shop-otel"), "{services:?}");
+    let event = poll("the span's exception event, resolved", WAIT, || {
+        sink.spans()
+            .into_iter()
+            .flat_map(|s| s.span.events)
+            .find(|e| e.name == "exception" && resolved(&e.attributes))
+    })
+    .await;
+    // The same bug, whatever the input: one fingerprint.
+    let fingerprints: std::collections::HashSet<_> = records
+        .iter()
+        .map(|l| attr(&l.record.attributes, FINGERPRINT))
+        .chain([attr(&event.attributes, FINGERPRINT)])
+        .collect();
+    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+}
