@@ -15,8 +15,8 @@
 //!    ([`crate::process`]); withheld events still feed the aggregate metrics;
 //! 5. **conversion** to OTLP ([`crate::convert`]), with the spans that came embedded in the
 //!    beacon made to look like the rest;
-//! 6. **limits**: attribute counts and value lengths ([`crate::process::limits`]);
-//! 7. **symbolication** of exception stacks and error fingerprints ([`symbolicate`]);
+//! 6. **symbolication** of exception stacks and error fingerprints ([`symbolicate`]);
+//! 7. **limits**: attribute counts and value lengths ([`crate::process::limits`]);
 //! 8. **enqueue** for every exporter, waiting until every disk buffer holds the payload
 //!    ([`crate::handoff::Receipt`]), so that the edge answers `202` only for what is kept
 //!    (a payload waiting for source maps is the exception, see [`symbolicate`]);
