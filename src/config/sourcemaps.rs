@@ -126,3 +126,41 @@ pub fn parse_origin(text: &str) -> Result<url::Origin, &'static str> {
     }
     Ok(url.origin())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetching_is_off_by_default_and_unknown_keys_are_refused() {
+        let c: SourcemapsConfig = toml::from_str("").unwrap();
+        assert!(c.fetch_origins.is_empty() && c.local.is_empty());
+        assert!(c.problems().is_empty());
+        let e = toml::from_str::<SourcemapsConfig>("fetch_origin = []").unwrap_err();
+        assert!(e.to_string().contains("fetch_origin"), "{e}");
+        let e = toml::from_str::<SourcemapsConfig>(
+            "[[local]]\nurl_prefix = \"x\"\ndir = \"/\"\nroot = 1",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("root"), "{e}");
+    }
+
+    #[test]
+    fn bad_origins_patterns_and_sizes_are_named() {
+        let c: SourcemapsConfig = toml::from_str(
+            "fetch_origins = [\"https://shop.example.com/static\", \"file:///srv\"]\n\
+             library_frames = [\"(\"]\nmax_map_bytes = 10\ncache_bytes = 5\nfetch_timeout = 0",
+        )
+        .unwrap();
+        let p = c.problems().join("\n");
+        for key in [
+            "sourcemaps.fetch_origins[0]",
+            "sourcemaps.fetch_origins[1]",
+            "sourcemaps.library_frames[0]",
+            "sourcemaps.cache_bytes",
+            "sourcemaps.fetch_timeout",
+        ] {
+            assert!(p.contains(key), "{key} in {p}");
+        }
+    }
+}

@@ -43,6 +43,9 @@ pub const MINIFIED_ATTRIBUTE: &str = "rum.exception.stacktrace.minified";
 /// The error's group: 16 hex digits, the same for the same bug.
 pub const FINGERPRINT_ATTRIBUTE: &str = "rum.exception.fingerprint";
 const TYPE_ATTRIBUTE: &str = "exception.type";
+/// Maps one payload may ask to load: a beacon naming many distinct script URLs under a listed
+/// origin must not turn into as many fetches (the rest stay unresolved, `not_ready`).
+const MAX_LOADS_PER_PAYLOAD: usize = 8;
 const MESSAGE_ATTRIBUTE: &str = "exception.message";
 
 /// Why a frame was not resolved (the `reason` label of `rum_bridge_sourcemap_frames`).
@@ -175,7 +178,8 @@ impl Symbolicator {
             for line in stack::parse(stack) {
                 if let Line::Frame(f) = line {
                     let key = cache_key(&f.url);
-                    if !urls.iter().any(|u| u == key)
+                    if urls.len() < MAX_LOADS_PER_PAYLOAD
+                        && !urls.iter().any(|u| u == key)
                         && self.has_source(key)
                         && matches!(self.store.get(key), Cached::Unknown)
                     {

@@ -170,3 +170,12 @@ fn the_mapping_url_comment_is_found_at_the_end() {
     );
     assert_eq!(mapping_url(b"f()"), None);
 }
+
+#[test]
+fn one_payload_asks_for_a_bounded_number_of_loads() {
+    let (s, _dir) = symbolicator();
+    let stack: String = (0..50)
+        .map(|i| format!("    at f (https://shop.example.com/static/chunk{i}.js:1:1)\n"))
+        .collect();
+    assert_eq!(s.missing(&payload(&stack)).len(), MAX_LOADS_PER_PAYLOAD);
+}
