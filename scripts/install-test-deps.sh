@@ -7,7 +7,8 @@
 #   - the npm packages the browser tests load into pages (tests/browser/package-lock.json:
 #     Grafana Faro Web SDK and tracing, Google web-vitals), with `npm ci`;
 #   - the loader's build tool (terser, pinned in loader/package-lock.json) into
-#     loader/node_modules, for the test that rum.min.js is the build of rum.js.
+#     loader/node_modules, for the test that rum.min.js is the build of rum.js and for the
+#     source-map tests (tests/sourcemaps.rs), which minify a bundle and its map with it.
 set -euo pipefail
 
 # The rotel wheel is pinned: it has only pre-releases (0.0.1aN), so an unpinned download takes

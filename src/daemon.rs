@@ -39,6 +39,8 @@ pub enum RunError {
     Export(#[from] crate::export::ExportError),
     #[error("cannot compile processing rules: {0}")]
     Process(#[from] crate::process::ProcessError),
+    #[error("cannot start symbolication: {0}")]
+    Sourcemaps(#[from] crate::process::symbolicate::SymbolicateError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -137,7 +139,11 @@ pub async fn run_until(
         exporters.clone(),
         aggregator,
         metrics.clone(),
-    );
+    )
+    .with_symbolicator(Arc::new(crate::process::symbolicate::Symbolicator::new(
+        &config.sourcemaps,
+        metrics.clone(),
+    )?));
     let edge = Arc::new(EdgeState::new(
         config.clone(),
         ingest,

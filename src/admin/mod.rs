@@ -5,6 +5,7 @@
 
 mod connections;
 pub use connections::{ConnectionMetrics, OpenConnection, TimeoutPhase};
+pub mod sourcemaps;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -114,6 +115,8 @@ pub struct Metrics {
     pub buffer_replayed_records: Family<Exporter, Counter>,
     /// The ingest listener's connections: open, refused, timed out.
     pub connections: ConnectionMetrics,
+    /// Source-map symbolication (`process::symbolicate`).
+    pub sourcemaps: sourcemaps::SourcemapMetrics,
 }
 
 impl Default for Metrics {
@@ -234,8 +237,11 @@ impl Metrics {
             buffer_replayed_records.clone(),
         );
         let connections = ConnectionMetrics::register(&mut registry);
+        let sourcemaps = sourcemaps::SourcemapMetrics::default();
+        sourcemaps.register(&mut registry);
         Self {
             registry,
+            sourcemaps,
             requests,
             items_accepted,
             items_rejected,

@@ -20,6 +20,7 @@ pub mod rate_limits;
 pub mod redact;
 pub mod sampling;
 pub mod server;
+pub mod sourcemaps;
 mod validate;
 pub use validate::exporter_set_problems;
 
@@ -34,6 +35,7 @@ pub use privacy::PrivacyConfig;
 pub use rate_limits::RateLimitsConfig;
 pub use sampling::SamplingConfig;
 pub use server::ServerConfig;
+pub use sourcemaps::SourcemapsConfig;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,7 @@ pub struct Config {
     pub sampling: SamplingConfig,
     pub geo: GeoConfig,
     pub faro: FaroConfig,
+    pub sourcemaps: SourcemapsConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

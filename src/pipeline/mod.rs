@@ -15,17 +15,20 @@
 //!    ([`crate::process`]); withheld events still feed the aggregate metrics;
 //! 5. **conversion** to OTLP ([`crate::convert`]), with the spans that came embedded in the
 //!    beacon made to look like the rest;
-//! 6. **limits**: attribute counts and value lengths ([`crate::process::limits`]);
-//! 7. **enqueue** for every exporter, waiting until every disk buffer holds the payload
-//!    ([`crate::handoff::Receipt`]), so that the edge answers `202` only for what is kept;
-//! 8. **metrics**: accepted and rejected items are counted, and the web-vital and HTTP
+//! 6. **symbolication** of exception stacks and error fingerprints ([`symbolicate`]);
+//! 7. **limits**: attribute counts and value lengths ([`crate::process::limits`]);
+//! 8. **enqueue** for every exporter, waiting until every disk buffer holds the payload
+//!    ([`crate::handoff::Receipt`]), so that the edge answers `202` only for what is kept
+//!    (a payload waiting for source maps is the exception, see [`symbolicate`]);
+//! 9. **metrics**: accepted and rejected items are counted, and the web-vital and HTTP
 //!    histograms record the batch.
 //!
-//! OTLP passthrough takes steps 1 (as resource attributes), 4, 6 and 7. Nothing here knows
+//! OTLP passthrough takes steps 1 (as resource attributes), 4, 6, 7 and 8. Nothing here knows
 //! HTTP: the edge turns an [`Accepted`] into its answer and a [`Refused`] into a status.
 
 pub mod memory;
 mod otlp;
+mod symbolicate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,6 +47,7 @@ use crate::model::{AttrValue, PageContext, Rejected, RumBatch, RumEvent};
 use crate::process::identity::AppIdentity;
 use crate::process::limits::ItemLimits;
 use crate::process::otlp::Enrichment;
+use crate::process::symbolicate::Symbolicator;
 use crate::process::{Processor, RequestInfo};
 use memory::{page_key, PageMemo, PageViews};
 
@@ -206,6 +210,7 @@ pub struct Ingest {
     exporters: Exporters,
     metrics: Arc<Metrics>,
     page_views: PageViews,
+    symbolicator: Option<Arc<Symbolicator>>,
 }
 
 impl Ingest {
@@ -231,7 +236,14 @@ impl Ingest {
             exporters,
             metrics,
             page_views: PageViews::default(),
+            symbolicator: None,
         }
+    }
+
+    /// Symbolicates exception stacks and fingerprints errors before enqueueing.
+    pub fn with_symbolicator(mut self, symbolicator: Arc<Symbolicator>) -> Self {
+        self.symbolicator = Some(symbolicator);
+        self
     }
 
     /// Whether new payloads would be refused (an export queue or disk buffer is full): the edge
@@ -439,10 +451,16 @@ impl Ingest {
     /// Applies the item caps, enqueues for export and waits until every disk buffer holds the
     /// payload (at once without one).
     async fn enqueue(&self, mut payload: Payload) -> Result<(), Backpressure> {
-        let capped = self.limits.apply(&mut payload);
-        self.metrics.attributes_dropped.inc_by(capped.attributes);
-        self.metrics.span_events_dropped.inc_by(capped.events);
-        self.metrics.span_links_dropped.inc_by(capped.links);
+        if let Some(symbolicator) = &self.symbolicator {
+            match symbolicate::prepare(symbolicator, payload) {
+                symbolicate::Ready::Now(ready) => payload = ready,
+                symbolicate::Ready::Later(waiting) => {
+                    waiting.spawn(self.exporters.clone(), self.limits, self.metrics.clone());
+                    return Ok(());
+                }
+            }
+        }
+        self.limits.apply(&mut payload).count(&self.metrics);
         self.exporters.submit(payload)?.durable().await
     }
 

@@ -44,6 +44,15 @@ pub struct Capped {
     pub links: u64,
 }
 
+impl Capped {
+    /// Adds what was cut to the daemon's counters.
+    pub fn count(&self, metrics: &crate::admin::Metrics) {
+        metrics.attributes_dropped.inc_by(self.attributes);
+        metrics.span_events_dropped.inc_by(self.events);
+        metrics.span_links_dropped.inc_by(self.links);
+    }
+}
+
 impl ItemLimits {
     pub fn new(config: &LimitsConfig) -> Self {
         Self {

@@ -52,6 +52,7 @@ pub mod pii;
 mod privacy;
 pub mod sampling;
 pub mod skew;
+pub mod symbolicate;
 pub mod url;
 pub mod user_agent;
 
