@@ -39,6 +39,33 @@ pub fn enrich(resource_spans: &mut [ResourceSpans], ctx: &PageContext, authorita
     }
 }
 
+/// Moves the spans onto the bridge's clock by `skew_ms` (what [`crate::process::skew`] applied to
+/// the rest of the batch) and marks them with `rum.clock_skew_ms`, as converted spans are.
+pub fn shift_times(resource_spans: &mut [ResourceSpans], skew_ms: f64) {
+    let skew_ns = (skew_ms * 1e6).round();
+    if !skew_ns.is_finite() || skew_ns == 0.0 {
+        return;
+    }
+    let shift = |t: &mut u64| {
+        if *t > 0 {
+            *t = (*t as f64 + skew_ns).max(0.0) as u64;
+        }
+    };
+    for span in resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        shift(&mut span.start_time_unix_nano);
+        shift(&mut span.end_time_unix_nano);
+        for event in &mut span.events {
+            shift(&mut event.time_unix_nano);
+        }
+        span.attributes
+            .push(kv(semconv::CLOCK_SKEW_MS, Value::DoubleValue(skew_ms)));
+    }
+}
+
 fn add_missing(span: &mut Span, key: &str, value: Option<&str>) {
     if let Some(value) = value {
         if !has_key(&span.attributes, key) {

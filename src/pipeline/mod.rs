@@ -243,6 +243,10 @@ impl Ingest {
         let ctx = &mut batch.context;
         self.complete_context(ctx, facts);
         self.correct_clock(ctx, clock);
+        if let Some(skew) = ctx.clock_skew_ms {
+            // Spans that came as spans move with the rest of the batch.
+            convert::embedded::shift_times(&mut spans, skew);
+        }
         if let PageView::Remembered { navigation } = page_view {
             self.correlate_page_view(ctx, navigation);
         }

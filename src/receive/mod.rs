@@ -2,7 +2,7 @@
 //!
 //! A handler refuses what it must before paying for it (shutting down or full queues, rate
 //! limits, media type, app key and origin), reads the body within its limits (gzip included),
-//! decodes it with its format's decoder (`native`, `faro`, `otlp`), and hands the result with
+//! decodes it with its format's decoder (`native`, `faro`, `otlp`, `zipkin`), and hands the result with
 //! the request's facts to the [`crate::pipeline`]; then it answers `202` (the pipeline only
 //! waits, with a disk buffer, for the payload to be written to it). Every refusal is a
 //! documented status with a JSON body and a counted reason (docs/architecture.md#errors).
@@ -21,6 +21,7 @@ pub mod loader;
 pub mod native;
 pub mod otlp;
 pub mod rate_limit;
+pub mod zipkin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -108,13 +109,16 @@ pub fn router(state: Arc<EdgeState>) -> Router {
             "/v1/metrics",
             post(otlp::ingest::<ExportMetricsServiceRequest>).options(preflight),
         )
+        .route(zipkin::ROUTE, post(zipkin::ingest).options(preflight))
         .with_state(state)
 }
 
-/// App key given outside the body (`?key=`), for senders that cannot set headers.
+/// App key given outside the body (`?key=`, or `?auth=` as Splunk RUM sends its token), for
+/// senders that cannot set headers.
 #[derive(Debug, Deserialize)]
 pub struct KeyQuery {
     key: Option<String>,
+    auth: Option<String>,
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -126,6 +130,7 @@ fn key_outside_body<'a>(headers: &'a HeaderMap, query: &'a KeyQuery) -> Option<&
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .or(query.key.as_deref())
+        .or(query.auth.as_deref())
 }
 
 fn now_ms() -> f64 {
