@@ -8,8 +8,9 @@
 //! 1. **context**: the app's identity, user agent and client hints, referrer, operator
 //!    resource attributes, client address and receive time complete the batch's context;
 //! 2. **clock**: browser times are moved onto the bridge's clock when they are off by more
-//!    than `correlation.clock_skew_threshold_ms` ([`crate::process::skew`]);
-//! 3. **page view**: formats that report the page load once (Faro) get the page view of the
+//!    than `correlation.clock_skew_threshold_ms` ([`crate::process::skew`]), spans that came
+//!    as spans (Faro's `traces`, Zipkin) included;
+//! 3. **page view**: formats that report the page load once (Faro, Splunk RUM) get the page view of the
 //!    session's last navigation ([`memory::PageViews`]);
 //! 4. **privacy**: scrubbing, then consent, Global Privacy Control and sampling
 //!    ([`crate::process`]); withheld events still feed the aggregate metrics;
@@ -123,7 +124,7 @@ pub enum PageView {
     Remembered { navigation: bool },
 }
 
-/// What a RUM decoder (native beacons, Faro) produced.
+/// What a RUM decoder (native beacons, Faro, Zipkin/Splunk RUM) produced.
 #[derive(Debug)]
 pub struct RumInput {
     pub batch: RumBatch,
