@@ -10,8 +10,8 @@
 //! 2. **clock**: browser times are moved onto the bridge's clock when they are off by more
 //!    than `correlation.clock_skew_threshold_ms` ([`crate::process::skew`]), spans that came
 //!    as spans (Faro's `traces`, Zipkin) included;
-//! 3. **page view**: formats that report the page load once (Faro, Splunk RUM) get the page view of the
-//!    session's last navigation ([`memory::PageViews`]);
+//! 3. **page view**: formats that report the page load once (Faro, Splunk RUM) get the page
+//!    view of the session's last navigation ([`memory::PageViews`]);
 //! 4. **privacy**: scrubbing, then consent, Global Privacy Control and sampling
 //!    ([`crate::process`]); withheld events still feed the aggregate metrics;
 //! 5. **conversion** to OTLP ([`crate::convert`]), with the spans that came embedded in the
