@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use rum_bridge::admin::Metrics;
+use rum_bridge::config::PageLoadCorrelation;
 use rum_bridge::config::{Config, FaroCompat, LimitsConfig};
+use rum_bridge::convert::embedded;
 use rum_bridge::convert::{convert, faro_contrib, ConvertOptions};
 use rum_bridge::handoff::Payload;
 use rum_bridge::model::trace_context::{parse_server_timing, TraceContext};
@@ -20,7 +22,7 @@ use rum_bridge::process::limits::ItemLimits;
 use rum_bridge::process::otlp::normalize_span;
 use rum_bridge::process::{Processor, RequestInfo};
 use rum_bridge::receive::body::{gunzip_limited, BodyFormat};
-use rum_bridge::receive::{faro, native, otlp};
+use rum_bridge::receive::{faro, native, otlp, zipkin};
 
 /// One fuzzed entry point.
 pub type Target = fn(&[u8]);
@@ -34,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("trace_context", trace_context),
     ("url_scrub", url_scrub),
     ("gunzip", gunzip),
+    ("zipkin", zipkin_spans),
 ];
 
 struct Shared {
@@ -93,6 +96,26 @@ pub fn faro(data: &[u8]) {
                 .logs
                 .extend(faro_contrib::convert(records, context, &s.convert));
         }
+        finish(payload);
+    }
+}
+
+/// `POST /api/v2/spans` and Zipkin bodies on `POST /v1/rum` (Splunk RUM): sniff, decode, give
+/// the spans their RUM meaning in both correlation modes, scrub, convert, shift by a skew.
+pub fn zipkin_spans(data: &[u8]) {
+    let s = shared();
+    let _ = zipkin::looks_like_zipkin(data);
+    for mode in [PageLoadCorrelation::Child, PageLoadCorrelation::Link] {
+        let Ok(decoded) = zipkin::decode(data, limits().max_events_per_batch) else {
+            return;
+        };
+        let mut out = zipkin::interpret(decoded, mode);
+        embedded::shift_times(&mut out.spans, -5_000.5);
+        s.processor.process_batch(&mut out.batch);
+        s.processor
+            .process_otlp_spans(&mut out.spans, &RequestInfo::default());
+        let mut payload = convert(&out.batch, &s.convert);
+        payload.spans.append(&mut out.spans);
         finish(payload);
     }
 }

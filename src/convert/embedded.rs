@@ -42,6 +42,35 @@ pub fn enrich(
     }
 }
 
+/// Moves the spans onto the bridge's clock by `skew_ms` (what [`crate::process::skew`] applied to
+/// the rest of the batch) and marks them with `rum.clock_skew_ms`, as converted spans are.
+pub fn shift_times(resource_spans: &mut [ResourceSpans], skew_ms: f64) {
+    let skew_ns = (skew_ms * 1e6).round();
+    if !skew_ns.is_finite() || skew_ns == 0.0 {
+        return;
+    }
+    // In integers: epoch nanoseconds do not fit in an f64's mantissa.
+    let skew_ns = skew_ns as i128;
+    let shift = |t: &mut u64| {
+        if *t > 0 {
+            *t = (i128::from(*t) + skew_ns).clamp(0, i128::from(u64::MAX)) as u64;
+        }
+    };
+    for span in resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+    {
+        shift(&mut span.start_time_unix_nano);
+        shift(&mut span.end_time_unix_nano);
+        for event in &mut span.events {
+            shift(&mut event.time_unix_nano);
+        }
+        span.attributes
+            .push(kv(semconv::CLOCK_SKEW_MS, Value::DoubleValue(skew_ms)));
+    }
+}
+
 fn add_missing(span: &mut Span, key: &str, value: Option<&str>) {
     if let Some(value) = value {
         if !has_key(&span.attributes, key) {
@@ -165,5 +194,31 @@ mod tests {
             assert_eq!(c.duration, 99.0);
             assert_eq!(hex(&c.span.unwrap().span_id), "661914a080cc7e33");
         }
+    }
+
+    #[test]
+    fn shift_moves_spans_and_events_and_marks_them() {
+        let json = format!(r#"{{"resourceSpans": [{{"scopeSpans": [{{"spans": [{SPAN}]}}]}}]}}"#);
+        let mut d: ExportTraceServiceRequest = serde_json::from_str(&json).unwrap();
+        d.resource_spans[0].scope_spans[0].spans[0].events.push(
+            opentelemetry_proto::tonic::trace::v1::span::Event {
+                time_unix_nano: 1795839356830000000,
+                ..Default::default()
+            },
+        );
+        shift_times(&mut d.resource_spans, -60_000.5);
+        let span = &d.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.start_time_unix_nano, 1795839296824500000);
+        assert_eq!(span.end_time_unix_nano, 1795839296923500000);
+        assert_eq!(span.events[0].time_unix_nano, 1795839296829500000);
+        assert_eq!(
+            find(&span.attributes, "rum.clock_skew_ms"),
+            Some(&Value::DoubleValue(-60_000.5))
+        );
+        shift_times(&mut d.resource_spans, 0.0);
+        assert_eq!(
+            d.resource_spans[0].scope_spans[0].spans[0].attributes.len(),
+            4
+        );
     }
 }

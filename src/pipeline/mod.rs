@@ -8,9 +8,10 @@
 //! 1. **context**: the app's identity, user agent and client hints, referrer, operator
 //!    resource attributes, client address and receive time complete the batch's context;
 //! 2. **clock**: browser times are moved onto the bridge's clock when they are off by more
-//!    than `correlation.clock_skew_threshold_ms` ([`crate::process::skew`]);
-//! 3. **page view**: formats that report the page load once (Faro) get the page view of the
-//!    session's last navigation ([`memory::PageViews`]);
+//!    than `correlation.clock_skew_threshold_ms` ([`crate::process::skew`]), spans that came
+//!    as spans (Faro's `traces`, Zipkin) included;
+//! 3. **page view**: formats that report the page load once (Faro, Splunk RUM) get the page
+//!    view of the session's last navigation ([`memory::PageViews`]);
 //! 4. **privacy**: scrubbing, then consent, Global Privacy Control and sampling
 //!    ([`crate::process`]); withheld events still feed the aggregate metrics;
 //! 5. **conversion** to OTLP ([`crate::convert`]), with the spans that came embedded in the
@@ -141,7 +142,7 @@ pub enum PageView {
     Remembered { navigation: bool },
 }
 
-/// What a RUM decoder (native beacons, Faro) produced.
+/// What a RUM decoder (native beacons, Faro, Zipkin/Splunk RUM) produced.
 #[derive(Debug)]
 pub struct RumInput {
     pub batch: RumBatch,
@@ -269,6 +270,10 @@ impl Ingest {
         let ctx = &mut batch.context;
         self.complete_context(ctx, facts);
         self.correct_clock(ctx, clock);
+        if let Some(skew) = ctx.clock_skew_ms {
+            // Spans that came as spans move with the rest of the batch.
+            convert::embedded::shift_times(&mut spans, skew);
+        }
         if let PageView::Remembered { navigation } = page_view {
             self.correlate_page_view(ctx, navigation);
         }

@@ -2,7 +2,7 @@
 //!
 //! A handler refuses what it must before paying for it (shutting down or full queues, rate
 //! limits, media type, app key and origin), reads the body within its limits (gzip included),
-//! decodes it with its format's decoder (`native`, `faro`, `otlp`), and hands the result with
+//! decodes it with its format's decoder (`native`, `faro`, `otlp`, `zipkin`), and hands the result with
 //! the request's facts to the [`crate::pipeline`]; then it answers `202` (the pipeline only
 //! waits, with a disk buffer, for the payload to be written to it). Every refusal is a
 //! documented status with a JSON body and a counted reason (docs/architecture.md#errors).
@@ -21,6 +21,7 @@ pub mod loader;
 pub mod native;
 pub mod otlp;
 pub mod rate_limit;
+pub mod zipkin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -107,10 +108,12 @@ pub fn router(state: Arc<EdgeState>) -> Router {
             "/v1/metrics",
             post(otlp::ingest::<ExportMetricsServiceRequest>).options(preflight),
         )
+        .route(zipkin::ROUTE, post(zipkin::ingest).options(preflight))
         .with_state(state)
 }
 
-/// App key given in the query (`?key=`), for senders that cannot set headers. Extracting it
+/// App key given in the query (`?key=`, or `?auth=` as Splunk RUM sends its token), for
+/// senders that cannot set headers. Extracting it
 /// never fails: a query naming two different keys is refused by [`key_outside_body`] inside
 /// the handler, so the refusal gets the JSON body and the counter every refusal gets.
 #[derive(Debug)]
@@ -127,7 +130,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyQuery {
     ) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
         let keys = url::form_urlencoded::parse(query.as_bytes())
-            .filter(|(name, _)| name == "key")
+            .filter(|(name, _)| name == "key" || name == "auth")
             .map(|(_, value)| value.into_owned())
             .collect();
         Ok(Self { keys })
@@ -150,7 +153,7 @@ fn key_outside_body<'a>(
     }
     Ok(single(
         query.keys.iter().map(|k| Some(k.as_str())),
-        "`key` query parameter",
+        "`key` (or `auth`) query parameter",
     )?
     .flatten())
 }

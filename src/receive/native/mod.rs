@@ -5,7 +5,8 @@
 //! Order of work: open for traffic, client rate limit, media type; an app key outside the body
 //! (`x-api-key` or `?key=`) is checked before the body is read; the body is read within its
 //! limits and decoded ([`decode`]); a key inside the body (`sendBeacon` cannot set headers) is
-//! checked after decoding; then the batch goes to the pipeline.
+//! checked after decoding; then the batch goes to the pipeline. A body that is a Zipkin span
+//! array (Splunk RUM's `beaconEndpoint`) goes to the Zipkin decoder instead ([`super::zipkin`]).
 
 pub mod decode;
 
@@ -41,6 +42,12 @@ pub(super) async fn ingest(
             st.apps.authorize(Some(key), origin)?;
         }
         let bytes = st.read(&headers, body).await?;
+        if super::zipkin::looks_like_zipkin(&bytes) {
+            // Splunk RUM posts Zipkin spans to its `beaconEndpoint`, with its token in `?auth=`.
+            let app = st.apps.authorize(outside, origin)?;
+            st.rate_limits.check_app(&app)?;
+            return st.handle_zipkin(&app, client_ip, &headers, &bytes).await;
+        }
         let batch = decode(&bytes, &st.config.limits)
             .map_err(|e| EdgeError::refused_body(e.reason(), e.to_string()))?;
         let key = batch
