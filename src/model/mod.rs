@@ -9,6 +9,7 @@
 //! `performance.now()` and the Performance Timeline. Formats that send absolute epoch times set
 //! `time_origin_ms = 0`. Clock-skew correction then only has to move `time_origin_ms`.
 
+pub mod bounds;
 pub mod faro_contrib;
 pub mod http;
 pub mod otlp;
@@ -203,6 +204,8 @@ pub enum Reason {
     TooManyResources,
     InvalidTraces,
     InvalidSpan,
+    /// A number outside its plausible range, or not finite ([`bounds`]).
+    ImplausibleValue,
 }
 
 impl Reason {
@@ -242,6 +245,7 @@ impl Reason {
             Reason::TooManyResources => "too_many_resources",
             Reason::InvalidTraces => "invalid_traces",
             Reason::InvalidSpan => "invalid_span",
+            Reason::ImplausibleValue => "implausible_value",
         }
     }
 }

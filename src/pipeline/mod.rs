@@ -5,6 +5,8 @@
 //! ([`OtlpSignal`]) — with the facts of the request ([`RequestFacts`]). [`Ingest`] runs the
 //! same steps in the same order for every format:
 //!
+//! 0. **plausible numbers**: an event with a number outside its plausible range
+//!    ([`crate::model::bounds`]) is rejected (`implausible_value`) before anything uses it;
 //! 1. **context**: the app's identity, user agent and client hints, referrer, operator
 //!    resource attributes, client address and receive time complete the batch's context;
 //! 2. **clock**: browser times are moved onto the bridge's clock when they are off by more
@@ -238,8 +240,14 @@ impl Ingest {
             page_view,
             mut spans,
             span_count,
-            contrib,
+            mut contrib,
         } = input;
+        // Numbers outside their plausible range never reach a span, a log or a histogram.
+        if let Some(new_index) = batch.reject_implausible() {
+            if let Some(records) = &mut contrib {
+                records.reindex(&new_index);
+            }
+        }
         let ctx = &mut batch.context;
         self.complete_context(ctx, facts);
         self.correct_clock(ctx, clock);
