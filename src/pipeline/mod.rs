@@ -23,7 +23,8 @@
 //! 8. **metrics**: accepted and rejected items are counted, and the web-vital and HTTP
 //!    histograms record the batch.
 //!
-//! OTLP passthrough takes steps 1 (as resource attributes), 4, 6 and 7. Nothing here knows
+//! OTLP passthrough takes steps 1 (as resource attributes), 4, 6 and 7, and drops metric points
+//! whose numbers are not finite ([`crate::process::metric_points`]). Nothing here knows
 //! HTTP: the edge turns an [`Accepted`] into its answer and a [`Refused`] into a status.
 
 pub mod memory;
@@ -42,7 +43,7 @@ use crate::convert::{self, ConvertOptions};
 use crate::export::Exporters;
 use crate::handoff::{Backpressure, Payload};
 use crate::model::faro_contrib::FaroRecords;
-use crate::model::{AttrValue, PageContext, Rejected, RumBatch, RumEvent};
+use crate::model::{AttrValue, PageContext, Reason, Rejected, RumBatch, RumEvent};
 use crate::process::limits::ItemLimits;
 use crate::process::otlp::Enrichment;
 use crate::process::{Processor, RequestInfo};
@@ -347,6 +348,11 @@ impl Ingest {
                 kind: T::KIND,
             });
         }
+        // A non-finite number poisons whatever sums it downstream: such points go, one by one.
+        let non_finite = request.drop_non_finite();
+        self.metrics
+            .reject_many(Reason::ImplausibleValue, non_finite.points as u64);
+        let n = n - non_finite.metrics;
         if let Some(d) = request.apply_privacy(&self.processor, &facts.request_info()) {
             self.metrics.drop_items(d.reason, d.count as u64);
         }

@@ -43,6 +43,7 @@ mod consent;
 mod faro_contrib;
 pub mod geo;
 pub mod limits;
+pub mod metric_points;
 pub mod otlp;
 pub mod pii;
 mod privacy;

@@ -5,6 +5,7 @@
 //! rules and enqueues. Success is an empty `Export*ServiceResponse` in the request's encoding.
 
 pub mod decode;
+mod json_doubles;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::body::BodyFormat;
 use super::client_ip::ClientIp;
+use super::error::{EdgeError, Reason};
 use super::{accepted, header_str, key_outside_body, EdgeState, KeyQuery};
 use crate::pipeline::OtlpSignal;
 
@@ -27,6 +29,11 @@ pub use decode::decode;
 pub trait OtlpRoute: OtlpSignal {
     /// The ingest route, also its label in the request counter.
     const ROUTE: &'static str;
+
+    /// Decodes a body of this route ([`decode`]).
+    fn decode_body(body: &[u8], format: BodyFormat) -> Result<Self, EdgeError> {
+        decode::<Self>(body, format)
+    }
 }
 
 impl OtlpRoute for ExportTraceServiceRequest {
@@ -39,6 +46,17 @@ impl OtlpRoute for ExportLogsServiceRequest {
 
 impl OtlpRoute for ExportMetricsServiceRequest {
     const ROUTE: &'static str = "/v1/metrics";
+
+    /// JSON doubles may be strings (`"NaN"`, `"2.5"`): [`json_doubles`] reads them.
+    fn decode_body(body: &[u8], format: BodyFormat) -> Result<Self, EdgeError> {
+        match format {
+            BodyFormat::Json => json_doubles::decode(body).map_err(|e| EdgeError::Malformed {
+                reason: Reason::InvalidJson,
+                detail: format!("the body is not valid OTLP JSON: {e}"),
+            }),
+            BodyFormat::Protobuf => decode::<Self>(body, format),
+        }
+    }
 }
 
 pub(super) async fn ingest<T: OtlpRoute>(
@@ -56,7 +74,7 @@ pub(super) async fn ingest<T: OtlpRoute>(
         )?;
         st.rate_limits.check_app(&app)?;
         let bytes = st.read(&headers, body).await?;
-        let request = decode::<T>(&bytes, format)?;
+        let request = T::decode_body(&bytes, format)?;
         let facts = st.facts(&app, &headers, client_ip);
         st.ingest
             .otlp(request, &facts)
