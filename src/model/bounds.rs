@@ -210,6 +210,7 @@ mod tests {
 
     fn vital(name: VitalName, value: f64) -> RumEvent {
         RumEvent::Vital(WebVital {
+            dropped_attributes: 0,
             name,
             value,
             delta: value,

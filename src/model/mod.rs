@@ -95,6 +95,8 @@ pub struct PageContext {
     pub consent: Option<Vec<String>>,
     /// Extra resource-level attributes from the client (already semconv-named).
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 impl PageContext {
@@ -450,6 +452,8 @@ pub struct WebVital {
     pub target: Option<String>,
     /// Other attribution, flattened (`browser.web_vital.attribution.*` keys are added by convert).
     pub attribution: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A user interaction (click, key press), possibly the INP candidate.
@@ -466,6 +470,8 @@ pub struct Interaction {
     /// Ids the client chose so calls it starts can be children; generated when absent.
     pub span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A fetch/XHR made by the page.
@@ -493,6 +499,8 @@ pub struct HttpCall {
     pub response_body_size: Option<u64>,
     pub timing: Option<ResourceTimingPhases>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A JavaScript error or unhandled rejection.
@@ -506,6 +514,8 @@ pub struct ErrorEvent {
     /// The span active when it was thrown; the page-load span when absent.
     pub active_span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// Log severity, mapped to OTLP severity numbers.
@@ -566,6 +576,8 @@ pub struct LogEvent {
     pub message: String,
     pub active_span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A business event (`rumBridge.track(name, attrs)`), e.g. a conversion.
@@ -575,6 +587,8 @@ pub struct CustomEvent {
     pub name: String,
     pub active_span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 #[cfg(test)]

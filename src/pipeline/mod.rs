@@ -300,6 +300,12 @@ impl Ingest {
                 .drop_items(withheld.reason, withheld.events.len() as u64);
             batch.events.extend(withheld.events);
         }
+        // Client attributes the decoder left out count with those the caps cut.
+        let left_out = batch.events.iter().map(dropped_attributes).sum::<u64>()
+            + u64::from(batch.context.dropped_attributes);
+        if left_out > 0 {
+            self.metrics.attributes_dropped.inc_by(left_out);
+        }
         let accepted = self.count(batch.events.iter().map(RumEvent::kind), span_count);
         for r in &batch.rejected {
             self.metrics.reject(r.reason);
@@ -481,6 +487,19 @@ impl Ingest {
     }
 }
 
+/// The client attributes the decoder left out of `event`.
+fn dropped_attributes(event: &RumEvent) -> u64 {
+    u64::from(match event {
+        RumEvent::Vital(v) => v.dropped_attributes,
+        RumEvent::Interaction(i) => i.dropped_attributes,
+        RumEvent::HttpCall(c) => c.dropped_attributes,
+        RumEvent::Error(e) => e.dropped_attributes,
+        RumEvent::Log(l) => l.dropped_attributes,
+        RumEvent::Custom(c) => c.dropped_attributes,
+        RumEvent::PageLoad(_) => 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -528,6 +547,7 @@ mod tests {
             events: vec![
                 RumEvent::PageLoad(PageLoad::default()),
                 RumEvent::Vital(WebVital {
+                    dropped_attributes: 0,
                     name: VitalName::Lcp,
                     value: 1200.0,
                     delta: 1200.0,

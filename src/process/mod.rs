@@ -397,6 +397,7 @@ mod tests {
                     }],
                 }),
                 RumEvent::Vital(WebVital {
+                    dropped_attributes: 0,
                     name: VitalName::Lcp,
                     value: 1.0,
                     delta: 1.0,
