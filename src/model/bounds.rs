@@ -112,14 +112,14 @@ fn vital_problem(vital: &WebVital) -> Option<String> {
     if !vital.name.is_plausible(vital.value) {
         return Some(format!(
             "{name} `value` {} is outside the plausible range 0..={max}",
-            vital.value
+            Num(vital.value)
         ));
     }
     // A delta is a change of the value, so it may be negative (INP can shrink), never larger.
     if !(vital.delta.is_finite() && vital.delta.abs() <= max) {
         return Some(format!(
             "{name} `delta` {} is outside the plausible range -{max}..={max}",
-            vital.delta
+            Num(vital.delta)
         ));
     }
     None
@@ -140,6 +140,7 @@ fn interaction_problem(i: &Interaction) -> Option<String> {
 
 fn duration(field: &str, value: f64) -> Option<String> {
     (!within(value, MAX_DURATION_MS)).then(|| {
+        let value = Num(value);
         format!("`{field}` {value} ms is outside the plausible range 0..={MAX_DURATION_MS} ms")
     })
 }
@@ -196,11 +197,27 @@ fn marks_problem(start: f64, marks: &[(&str, f64)]) -> Option<String> {
     marks.iter().find_map(|&(field, mark)| {
         (!(mark.is_finite() && mark >= 0.0 && mark <= latest)).then(|| {
             format!(
-                "`{field}` {mark} ms is outside the plausible range 0..={latest} ms \
-                 (one hour after the entry's start)"
+                "`{field}` {} ms is outside the plausible range 0..={} ms \
+                 (one hour after the entry's start)",
+                Num(mark),
+                Num(latest)
             )
         })
     })
+}
+
+/// A number as a person reads it: `1.7e308`, not 309 digits.
+struct Num(f64);
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_finite() && v != 0.0 && !(1e-3..1e15).contains(&v.abs()) {
+            write!(f, "{v:e}")
+        } else {
+            write!(f, "{v}")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -264,7 +281,10 @@ mod tests {
         assert!(implausible(&vital(VitalName::Cls, 100.5)).is_some());
         assert!(implausible(&vital(VitalName::Lcp, 1000.0)).is_none());
         let msg = implausible(&vital(VitalName::Ttfb, 1.7e308)).unwrap();
-        assert!(msg.contains("ttfb `value`"), "{msg}");
+        assert_eq!(
+            msg,
+            "ttfb `value` 1.7e308 is outside the plausible range 0..=3600000"
+        );
     }
 
     #[test]
