@@ -99,7 +99,8 @@ async fn implausible_vitals_and_durations_never_reach_a_histogram() {
     // One more flush after both beacons: the series stays finite flush after flush.
     let flushes = sink.received.lock().unwrap().metrics.len();
     let metrics = poll("a later flush", WAIT, || {
-        (sink.received.lock().unwrap().metrics.len() > flushes).then(|| sink.metrics())
+        let now = sink.received.lock().unwrap().metrics.len();
+        (now > flushes).then(|| sink.metrics())
     })
     .await
     .into_iter()
