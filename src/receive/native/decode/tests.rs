@@ -559,13 +559,11 @@ fn attribute_count_is_capped() {
 #[test]
 fn context_attributes_beyond_the_cap_are_counted() {
     let attrs: Vec<String> = (0..100).map(|i| format!(r#""c{i}":"v""#)).collect();
-    let batch = decode_ok(
-        &format!(
-            r#"{{"v":1,"attrs":{{{}}},"ev":[{{"type":"custom","time":1,"name":"n"}}]}}"#,
-            attrs.join(",")
-        )
-        .as_str(),
+    let body = format!(
+        r#"{{"v":1,"attrs":{{{}}},"ev":[{{"type":"custom","time":1,"name":"n"}}]}}"#,
+        attrs.join(",")
     );
+    let batch = decode_ok(&body);
     assert_eq!(batch.context.attributes.len(), MAX_ATTRIBUTES);
     assert_eq!(batch.context.dropped_attributes, 36);
 }
