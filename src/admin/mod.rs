@@ -281,6 +281,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts `n` rejected items of one reason.
+    pub fn reject_many(&self, reason: crate::model::Reason, n: u64) {
+        if n > 0 {
+            self.items_rejected
+                .get_or_create(&Reason {
+                    reason: reason.as_str(),
+                })
+                .inc_by(n);
+        }
+    }
+
     /// Counts accepted items of a kind.
     pub fn accept(&self, kind: &'static str, n: u64) {
         if n > 0 {

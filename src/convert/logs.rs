@@ -75,6 +75,7 @@ fn error(cx: &BatchContext, e: &ErrorEvent) -> LogRecord {
         time_unix_nano: cx.nanos(e.time),
         event_name: EVENT_EXCEPTION.to_owned(),
         attributes: attrs.into_vec(),
+        dropped_attributes_count: e.dropped_attributes,
         ..with_severity(with_span(cx, e.active_span), Severity::Error)
     }
 }
@@ -106,6 +107,7 @@ fn vital(cx: &BatchContext, v: &WebVital, observed: u64) -> LogRecord {
         time_unix_nano: time,
         event_name: EVENT_WEB_VITAL.to_owned(),
         attributes: attrs.into_vec(),
+        dropped_attributes_count: v.dropped_attributes,
         ..with_severity(with_span(cx, None), Severity::Info)
     }
 }
@@ -119,6 +121,7 @@ fn log(cx: &BatchContext, l: &LogEvent) -> LogRecord {
         event_name: EVENT_CONSOLE.to_owned(),
         body: Some(any_string(body)),
         attributes: attrs.into_vec(),
+        dropped_attributes_count: l.dropped_attributes,
         ..with_severity(with_span(cx, l.active_span), l.severity)
     }
 }
@@ -135,6 +138,7 @@ fn custom(cx: &BatchContext, c: &CustomEvent) -> LogRecord {
         time_unix_nano: cx.nanos(c.time),
         event_name: name.to_owned(),
         attributes: attrs.into_vec(),
+        dropped_attributes_count: c.dropped_attributes,
         ..with_severity(with_span(cx, c.active_span), Severity::Info)
     }
 }
@@ -275,6 +279,7 @@ mod tests {
 
     fn lcp() -> WebVital {
         WebVital {
+            dropped_attributes: 0,
             name: VitalName::Lcp,
             value: 2_650.0,
             delta: 2_650.0,

@@ -21,6 +21,7 @@ pub const UNKNOWN_SERVICE: &str = "unknown_service:webjs";
 pub fn build_resource(ctx: &PageContext) -> Resource {
     Resource {
         attributes: resource_attributes(ctx),
+        dropped_attributes_count: ctx.dropped_attributes,
         ..Default::default()
     }
 }

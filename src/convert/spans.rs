@@ -294,6 +294,7 @@ fn interaction(cx: &BatchContext, i: &Interaction) -> Span {
         start_time_unix_nano: cx.nanos(start),
         end_time_unix_nano: cx.nanos(end_after(start, start + i.duration)),
         attributes: attrs.into_vec(),
+        dropped_attributes_count: i.dropped_attributes,
         links,
         ..Default::default()
     }
@@ -375,6 +376,7 @@ fn http_call(cx: &BatchContext, call: &HttpCall) -> Span {
         start_time_unix_nano: cx.nanos(start),
         end_time_unix_nano: cx.nanos(end_after(start, start + call.duration)),
         attributes: attrs.into_vec(),
+        dropped_attributes_count: call.dropped_attributes,
         events: call
             .timing
             .as_ref()

@@ -34,6 +34,20 @@ pub struct FaroRecords {
     pub meta: Meta,
 }
 
+impl FaroRecords {
+    /// Follows the batch's events after some were removed: `new_index[old]` is an event's new
+    /// index, `None` when it was removed (its record goes with it).
+    pub fn reindex(&mut self, new_index: &[Option<usize>]) {
+        self.records.retain_mut(|record| match record.event {
+            None => true,
+            Some(old) => {
+                record.event = new_index.get(old).copied().flatten();
+                record.event.is_some()
+            }
+        });
+    }
+}
+
 /// One Faro item. Maps are sorted by key without duplicates (the last value wins, as in Go's
 /// maps); every string is scrubbed by `process` before conversion.
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@
 //! `performance.now()` and the Performance Timeline. Formats that send absolute epoch times set
 //! `time_origin_ms = 0`. Clock-skew correction then only has to move `time_origin_ms`.
 
+pub mod bounds;
 pub mod faro_contrib;
 pub mod http;
 pub mod otlp;
@@ -94,6 +95,8 @@ pub struct PageContext {
     pub consent: Option<Vec<String>>,
     /// Extra resource-level attributes from the client (already semconv-named).
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 impl PageContext {
@@ -209,6 +212,8 @@ pub enum Reason {
     TooManyResources,
     InvalidTraces,
     InvalidSpan,
+    /// A number outside its plausible range, or not finite ([`bounds`]).
+    ImplausibleValue,
 }
 
 impl Reason {
@@ -251,6 +256,7 @@ impl Reason {
             Reason::TooManyResources => "too_many_resources",
             Reason::InvalidTraces => "invalid_traces",
             Reason::InvalidSpan => "invalid_span",
+            Reason::ImplausibleValue => "implausible_value",
         }
     }
 }
@@ -455,6 +461,8 @@ pub struct WebVital {
     pub target: Option<String>,
     /// Other attribution, flattened (`browser.web_vital.attribution.*` keys are added by convert).
     pub attribution: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A user interaction (click, key press), possibly the INP candidate.
@@ -471,6 +479,8 @@ pub struct Interaction {
     /// Ids the client chose so calls it starts can be children; generated when absent.
     pub span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A fetch/XHR made by the page.
@@ -498,6 +508,8 @@ pub struct HttpCall {
     pub response_body_size: Option<u64>,
     pub timing: Option<ResourceTimingPhases>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A JavaScript error or unhandled rejection.
@@ -511,6 +523,8 @@ pub struct ErrorEvent {
     /// The span active when it was thrown; the page-load span when absent.
     pub active_span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// Log severity, mapped to OTLP severity numbers.
@@ -571,6 +585,8 @@ pub struct LogEvent {
     pub message: String,
     pub active_span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 /// A business event (`rumBridge.track(name, attrs)`), e.g. a conversion.
@@ -580,6 +596,8 @@ pub struct CustomEvent {
     pub name: String,
     pub active_span: Option<SpanRef>,
     pub attributes: Attributes,
+    /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).
+    pub dropped_attributes: u32,
 }
 
 #[cfg(test)]

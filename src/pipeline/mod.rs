@@ -5,6 +5,8 @@
 //! ([`OtlpSignal`]) — with the facts of the request ([`RequestFacts`]). [`Ingest`] runs the
 //! same steps in the same order for every format:
 //!
+//! 0. **plausible numbers**: an event with a number outside its plausible range
+//!    ([`crate::model::bounds`]) is rejected (`implausible_value`) before anything uses it;
 //! 1. **context**: the app's identity, user agent and client hints, referrer, operator
 //!    resource attributes, client address and receive time complete the batch's context;
 //! 2. **clock**: browser times are moved onto the bridge's clock when they are off by more
@@ -24,7 +26,8 @@
 //! 9. **metrics**: accepted and rejected items are counted, and the web-vital and HTTP
 //!    histograms record the batch.
 //!
-//! OTLP passthrough takes steps 1 (as resource attributes), 4, 6, 7 and 8. Nothing here knows
+//! OTLP passthrough takes steps 1 (as resource attributes), 4, 6, 7 and 8, and drops metric
+//! points whose numbers are not finite ([`crate::process::metric_points`]). Nothing here knows
 //! HTTP: the edge turns an [`Accepted`] into its answer and a [`Refused`] into a status.
 
 pub mod memory;
@@ -44,7 +47,7 @@ use crate::convert::{self, ConvertOptions};
 use crate::export::Exporters;
 use crate::handoff::{Backpressure, Payload};
 use crate::model::faro_contrib::FaroRecords;
-use crate::model::{AttrValue, PageContext, Rejected, RumBatch, RumEvent};
+use crate::model::{AttrValue, PageContext, Reason, Rejected, RumBatch, RumEvent};
 use crate::process::identity::AppIdentity;
 use crate::process::limits::ItemLimits;
 use crate::process::otlp::Enrichment;
@@ -265,8 +268,14 @@ impl Ingest {
             page_view,
             mut spans,
             span_count,
-            contrib,
+            mut contrib,
         } = input;
+        // Numbers outside their plausible range never reach a span, a log or a histogram.
+        if let Some(new_index) = batch.reject_implausible() {
+            if let Some(records) = &mut contrib {
+                records.reindex(&new_index);
+            }
+        }
         let ctx = &mut batch.context;
         self.complete_context(ctx, facts);
         self.correct_clock(ctx, clock);
@@ -322,6 +331,12 @@ impl Ingest {
                 .drop_items(withheld.reason, withheld.events.len() as u64);
             batch.events.extend(withheld.events);
         }
+        // Client attributes the decoder left out count with those the caps cut.
+        let left_out = batch.events.iter().map(dropped_attributes).sum::<u64>()
+            + u64::from(batch.context.dropped_attributes);
+        if left_out > 0 {
+            self.metrics.attributes_dropped.inc_by(left_out);
+        }
         let accepted = self.count(batch.events.iter().map(RumEvent::kind), span_count);
         for r in &batch.rejected {
             self.metrics.reject(r.reason);
@@ -359,6 +374,11 @@ impl Ingest {
                 kind: T::KIND,
             });
         }
+        // A non-finite number poisons whatever sums it downstream: such points go, one by one.
+        let non_finite = request.drop_non_finite();
+        self.metrics
+            .reject_many(Reason::ImplausibleValue, non_finite.points as u64);
+        let n = n - non_finite.metrics;
         if let Some(d) = request.apply_privacy(&self.processor, &facts.request_info()) {
             self.metrics.drop_items(d.reason, d.count as u64);
         }
@@ -483,6 +503,19 @@ impl Ingest {
     }
 }
 
+/// The client attributes the decoder left out of `event`.
+fn dropped_attributes(event: &RumEvent) -> u64 {
+    u64::from(match event {
+        RumEvent::Vital(v) => v.dropped_attributes,
+        RumEvent::Interaction(i) => i.dropped_attributes,
+        RumEvent::HttpCall(c) => c.dropped_attributes,
+        RumEvent::Error(e) => e.dropped_attributes,
+        RumEvent::Log(l) => l.dropped_attributes,
+        RumEvent::Custom(c) => c.dropped_attributes,
+        RumEvent::PageLoad(_) => 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -530,6 +563,7 @@ mod tests {
             events: vec![
                 RumEvent::PageLoad(PageLoad::default()),
                 RumEvent::Vital(WebVital {
+                    dropped_attributes: 0,
                     name: VitalName::Lcp,
                     value: 1200.0,
                     delta: 1200.0,

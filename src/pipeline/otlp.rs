@@ -7,6 +7,7 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 
 use crate::handoff::Payload;
+use crate::process::metric_points::{drop_non_finite_points, NonFinite};
 use crate::process::otlp::{prepare_logs, prepare_metrics, prepare_traces, Enrichment};
 use crate::process::{Dropped, Processor, RequestInfo};
 
@@ -18,6 +19,10 @@ pub trait OtlpSignal: Message + Default + DeserializeOwned {
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize;
     /// Scrubs, samples and applies consent; reports what was dropped.
     fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped>;
+    /// Removes the items holding numbers that are not finite (metric points).
+    fn drop_non_finite(&mut self) -> NonFinite {
+        NonFinite::default()
+    }
     fn into_payload(self) -> Payload;
 }
 
@@ -57,6 +62,9 @@ impl OtlpSignal for ExportMetricsServiceRequest {
     const KIND: &'static str = "metric";
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
         prepare_metrics(self, enrich)
+    }
+    fn drop_non_finite(&mut self) -> NonFinite {
+        drop_non_finite_points(&mut self.resource_metrics)
     }
     /// Metric points carry no per-user data the rules act on; they pass as they are.
     fn apply_privacy(&mut self, _: &Processor, _: &RequestInfo) -> Option<Dropped> {

@@ -47,6 +47,7 @@ mod faro_contrib;
 pub mod geo;
 pub mod identity;
 pub mod limits;
+pub mod metric_points;
 pub mod otlp;
 pub mod pii;
 mod privacy;
@@ -401,6 +402,7 @@ mod tests {
                     }],
                 }),
                 RumEvent::Vital(WebVital {
+                    dropped_attributes: 0,
                     name: VitalName::Lcp,
                     value: 1.0,
                     delta: 1.0,

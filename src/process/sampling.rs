@@ -139,6 +139,7 @@ mod tests {
 
     fn vital(rating: Rating) -> RumEvent {
         RumEvent::Vital(WebVital {
+            dropped_attributes: 0,
             name: VitalName::Lcp,
             value: 5000.0,
             delta: 5000.0,

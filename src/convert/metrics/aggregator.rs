@@ -21,6 +21,7 @@ use super::key::{push_decimal, put_int, put_str, put_str_with, put_url_template,
 use super::labels::{call_host, country, device_class, normalize_method};
 use crate::config::{MetricsConfig, Temporality};
 use crate::handoff::Payload;
+use crate::model::bounds::{within, MAX_DURATION_MS};
 use crate::model::{PageContext, RumBatch, RumEvent, SpanRef, VitalName};
 
 /// Aggregates RUM events into OTLP metrics; shared by the ingest handlers and the flusher.
@@ -50,11 +51,11 @@ impl MetricsAggregator {
             },
             vitals: VitalName::ALL.map(|name| {
                 let (descriptor, bounds) = vital_instrument_spec(name);
-                Instrument::new(descriptor, HistogramAgg::new(bounds))
+                Instrument::new(descriptor, HistogramAgg::new(bounds, name.max_value()))
             }),
             http_duration: Instrument::new(
                 &HTTP_DURATION,
-                HistogramAgg::new(HTTP_DURATION_BOUNDS_S),
+                HistogramAgg::new(HTTP_DURATION_BOUNDS_S, MAX_DURATION_MS / 1000.0),
             ),
             page_views: Instrument::new(&PAGE_VIEWS, CountAgg(0)),
             errors: Instrument::new(&ERRORS, CountAgg(0)),
@@ -99,7 +100,9 @@ impl MetricsAggregator {
                 key.truncate(page_len);
                 match event {
                     RumEvent::Vital(vital) => {
-                        if !is_valid_measurement(vital.value) {
+                        // The pipeline rejected implausible vitals already; the histogram
+                        // refuses them again (`HistogramAgg::record`), so skip the key work.
+                        if !vital.name.is_plausible(vital.value) {
                             continue;
                         }
                         put_str(key, Some(vital.rating.as_str()));
@@ -145,7 +148,7 @@ impl MetricsAggregator {
                     }
                     RumEvent::HttpCall(call) => {
                         let seconds = call.duration / 1000.0;
-                        if !is_valid_measurement(seconds) {
+                        if !within(seconds, MAX_DURATION_MS / 1000.0) {
                             continue;
                         }
                         // The HTTP key repeats the app prefix after the page attributes.
@@ -254,11 +257,6 @@ impl MetricsAggregator {
             flush();
         })
     }
-}
-
-/// Histogram values must be finite and non-negative (durations and scores).
-fn is_valid_measurement(value: f64) -> bool {
-    value.is_finite() && value >= 0.0
 }
 
 /// Bridge clock when the batch arrived, in Unix nanoseconds (now, if the edge did not say).
@@ -374,6 +372,7 @@ mod tests {
 
     fn vital(name: VitalName, value: f64) -> RumEvent {
         RumEvent::Vital(WebVital {
+            dropped_attributes: 0,
             name,
             value,
             delta: value,

@@ -57,14 +57,22 @@ impl Window {
 pub(super) trait Aggregate: Clone {
     /// One measurement: a value for histograms, an increment for counters.
     type Input: Copy;
-    fn record(&mut self, input: Self::Input);
+    /// Adds `input`; `false` when the aggregate refused it (then it is no exemplar either).
+    fn record(&mut self, input: Self::Input) -> bool;
     fn exemplar_value(input: Self::Input) -> exemplar::Value;
 }
 
 /// An explicit-bucket histogram; bucket `i` holds `(bounds[i-1], bounds[i]]`.
+///
+/// Its sum can never become `+Inf` or NaN, whatever reaches it: values that are not finite or
+/// outside `0..=limit` (the plausible range, `crate::model::bounds`) are refused, and the sum
+/// saturates at `f64::MAX` (the counts at `u64::MAX`). The pipeline rejects implausible values
+/// before they get here; this is the last line, for a cumulative series lives until restart.
 #[derive(Debug, Clone)]
 pub(super) struct HistogramAgg {
     bounds: &'static [f64],
+    /// Largest value accepted.
+    limit: f64,
     count: u64,
     sum: f64,
     min: f64,
@@ -73,9 +81,10 @@ pub(super) struct HistogramAgg {
 }
 
 impl HistogramAgg {
-    pub(super) fn new(bounds: &'static [f64]) -> Self {
+    pub(super) fn new(bounds: &'static [f64], limit: f64) -> Self {
         Self {
             bounds,
+            limit,
             count: 0,
             sum: 0.0,
             min: f64::INFINITY,
@@ -88,14 +97,19 @@ impl HistogramAgg {
 impl Aggregate for HistogramAgg {
     type Input = f64;
 
-    fn record(&mut self, value: f64) {
+    fn record(&mut self, value: f64) -> bool {
+        if !(value.is_finite() && (0.0..=self.limit).contains(&value)) {
+            return false;
+        }
         // Upper bounds are inclusive: a value equal to a bound belongs to the bucket it closes.
         let bucket = self.bounds.partition_point(|&bound| bound < value);
-        self.bucket_counts[bucket] += 1;
-        self.count += 1;
-        self.sum += value;
+        self.bucket_counts[bucket] = self.bucket_counts[bucket].saturating_add(1);
+        self.count = self.count.saturating_add(1);
+        // Both terms are finite and non-negative, so only overflow can leave the finite range.
+        self.sum = (self.sum + value).min(f64::MAX);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
+        true
     }
 
     fn exemplar_value(value: f64) -> exemplar::Value {
@@ -110,8 +124,9 @@ pub(super) struct CountAgg(pub(super) u64);
 impl Aggregate for CountAgg {
     type Input = u64;
 
-    fn record(&mut self, increment: u64) {
+    fn record(&mut self, increment: u64) -> bool {
         self.0 = self.0.saturating_add(increment);
+        true
     }
 
     fn exemplar_value(increment: u64) -> exemplar::Value {
@@ -131,7 +146,9 @@ struct Series<A> {
 
 impl<A: Aggregate> Series<A> {
     fn record(&mut self, measurement: Measurement<A::Input>) {
-        self.aggregate.record(measurement.input);
+        if !self.aggregate.record(measurement.input) {
+            return;
+        }
         self.exemplars.offer(Sample {
             time_ns: measurement.time_ns,
             value: A::exemplar_value(measurement.input),
@@ -256,7 +273,8 @@ impl Instrument<HistogramAgg> {
     pub(super) fn histogram_metric(&self, window: Window) -> Option<Metric> {
         let data_points = self.collect(window, |series, start| {
             let histogram = &series.aggregate;
-            HistogramDataPoint {
+            // A series whose every value was refused has nothing to report.
+            (histogram.count > 0).then(|| HistogramDataPoint {
                 attributes: series.attributes.clone(),
                 start_time_unix_nano: start,
                 time_unix_nano: window.now,
@@ -268,8 +286,9 @@ impl Instrument<HistogramAgg> {
                 flags: 0,
                 min: Some(histogram.min),
                 max: Some(histogram.max),
-            }
+            })
         });
+        let data_points: Vec<_> = data_points.into_iter().flatten().collect();
         (!data_points.is_empty()).then(|| {
             self.metric(metric::Data::Histogram(Histogram {
                 data_points,
@@ -304,4 +323,77 @@ impl Instrument<CountAgg> {
 /// Locks, ignoring poisoning: the tables stay consistent even if a holder panicked.
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_refuses_what_is_not_finite_or_out_of_range() {
+        let mut h = HistogramAgg::new(&[10.0, 100.0], 3_600_000.0);
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            -1e308,
+            1.7e308,
+        ] {
+            assert!(!h.record(bad), "{bad} refused");
+        }
+        assert_eq!(h.count, 0);
+        assert!(h.record(3_600_000.0));
+        assert!(h.record(0.0));
+        assert_eq!(h.count, 2);
+        assert_eq!(h.sum, 3_600_000.0);
+        assert_eq!((h.min, h.max), (0.0, 3_600_000.0));
+        assert_eq!(&*h.bucket_counts, &[1, 0, 1]);
+    }
+
+    #[test]
+    fn a_histogram_sum_saturates_instead_of_overflowing() {
+        // Even with no range limit, the sum stays finite.
+        let mut h = HistogramAgg::new(&[], f64::MAX);
+        for _ in 0..3 {
+            assert!(h.record(1.7e308));
+        }
+        assert_eq!(h.count, 3);
+        assert!(h.sum.is_finite());
+        assert_eq!(h.sum, f64::MAX);
+    }
+
+    #[test]
+    fn refused_values_leave_no_point_and_no_exemplar() {
+        let instrument = Instrument::new(
+            &super::super::descriptors::HTTP_DURATION,
+            HistogramAgg::new(&[1.0], 10.0),
+        );
+        let limits = Limits {
+            cardinality: 10,
+            exemplars: 4,
+        };
+        let measurement = |input| Measurement {
+            input,
+            time_ns: 1,
+            recorded_ns: 1,
+            span: None,
+        };
+        instrument.record(limits, b"", measurement(f64::NAN));
+        instrument.record(limits, b"", measurement(11.0));
+        let window = Window {
+            temporality: Temporality::Cumulative,
+            interval_start: 0,
+            now: 2,
+        };
+        assert!(instrument.histogram_metric(window).is_none());
+        instrument.record(limits, b"", measurement(2.0));
+        let Some(metric::Data::Histogram(h)) = instrument.histogram_metric(window).unwrap().data
+        else {
+            panic!("a histogram");
+        };
+        let point = &h.data_points[0];
+        assert_eq!((point.count, point.sum), (1, Some(2.0)));
+        assert_eq!(point.exemplars.len(), 1);
+    }
 }

@@ -301,6 +301,7 @@ impl<'l> Items<'l> {
         let mut attributes = strings(item.context);
         action_attributes(&mut attributes, item.action.0);
         self.events.push(RumEvent::Log(LogEvent {
+            dropped_attributes: 0,
             time,
             severity: item
                 .level
@@ -332,6 +333,7 @@ impl<'l> Items<'l> {
         }
         action_attributes(&mut attributes, item.action.0);
         self.events.push(RumEvent::Error(ErrorEvent {
+            dropped_attributes: 0,
             time,
             error_type: item.kind,
             message: item.value,
@@ -374,6 +376,7 @@ impl<'l> Items<'l> {
                 attributes.extend(strings(item.context));
                 action_attributes(&mut attributes, item.action.0);
                 RumEvent::Custom(CustomEvent {
+                    dropped_attributes: 0,
                     time,
                     name: EVENT_MEASUREMENT.to_owned(),
                     active_span: item.trace.0.as_ref().and_then(TraceIds::span),
@@ -446,6 +449,7 @@ impl<'l> Items<'l> {
         }
         action_attributes(&mut attributes, item.action.0);
         RumEvent::Custom(CustomEvent {
+            dropped_attributes: 0,
             time,
             name,
             active_span: item.trace.0.as_ref().and_then(TraceIds::span),
@@ -516,6 +520,7 @@ fn web_vital(item: MeasurementItem, at: usize, time: f64) -> WebVital {
     }
     action_attributes(&mut attribution, item.action.0);
     WebVital {
+        dropped_attributes: 0,
         name,
         value,
         delta,

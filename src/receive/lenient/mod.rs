@@ -29,7 +29,7 @@ pub(crate) mod items;
 pub(crate) mod scalar;
 pub(crate) mod visit;
 
-pub(crate) use containers::{number_map, string_map, Lax, LaxList, List, Pairs};
+pub(crate) use containers::{number_map, string_map, Lax, LaxList, List};
 pub(crate) use items::{items, json_type, object};
 pub(crate) use scalar::{boolean, bounded, number, string, Flag, Num, Text, UInt};
 pub(crate) use visit::{read, take, Any, Expect, Found, Lenient, Problem};

@@ -32,9 +32,10 @@ use crate::model::{
     RumEvent, Severity, SpanRef, TraceContext, VitalName, WebVital,
 };
 use crate::receive::body::nesting_exceeds;
+use crate::receive::lenient::containers::MAX_KEY_LEN;
 
 use crate::receive::lenient::{
-    bounded, take, Any, Expect, Flag, Found, Lenient, List, Num, Pairs, Problem, Text, UInt,
+    bounded, take, Any, Expect, Flag, Found, Lenient, List, Num, Problem, Text, UInt,
 };
 use context::*;
 use events::*;
@@ -45,7 +46,7 @@ use web_vitals::{Attribution, AttributionObj, EntryStarts};
 pub const FORMAT_VERSION: u32 = 1;
 /// Deepest array/object nesting accepted in a body.
 pub use crate::receive::body::MAX_JSON_DEPTH as MAX_DEPTH;
-/// Most attributes kept per `attrs` object; the rest are ignored.
+/// Most attributes kept per `attrs` object; the rest are skipped and counted as dropped.
 pub const MAX_ATTRIBUTES: usize = 64;
 /// Most entries kept in the small context lists (`br.brands`, `consent`).
 const MAX_LIST_ITEMS: usize = 32;
@@ -383,8 +384,10 @@ impl<'de> Expect<'de> for Body<'_> {
                     c.consent = take(&mut map, list(TextItem { ctx }), "consent", &mut ignored)?
                 }
                 Key::Attrs => {
-                    c.attributes =
-                        take(&mut map, Attrs { ctx }, "attrs", &mut ignored)?.unwrap_or_default();
+                    let attrs = take(&mut map, Attrs { ctx }, "attrs", &mut ignored)?;
+                    let attrs = attrs.unwrap_or_default();
+                    c.attributes = attrs.kept;
+                    c.dropped_attributes = attrs.dropped;
                 }
                 // Anything else may be a key of a bare web-vitals metric.
                 key => event_field(&mut top.bare, key, &mut map, ctx)?,

@@ -3,22 +3,8 @@
 use prost::Message;
 use serde::de::DeserializeOwned;
 
-use super::budget::{self, Budget, Msg};
 use crate::receive::body::BodyFormat;
 use crate::receive::error::{EdgeError, Reason};
-
-/// Decodes an OTLP export request in JSON (hex ids, string or number 64-bit fields) or
-/// protobuf, after measuring it against `budget` ([`budget`]): `root` is the request's message
-/// type and `kind` the name of its items.
-pub fn decode_within<T: Message + Default + DeserializeOwned>(
-    body: &[u8],
-    format: BodyFormat,
-    (root, kind): (Msg, &str),
-    budget: &Budget,
-) -> Result<T, EdgeError> {
-    budget::measure(body, format, root, kind, budget)?;
-    decode(body, format)
-}
 
 /// Decodes an OTLP export request in JSON (hex ids, string or number 64-bit fields) or protobuf.
 pub fn decode<T: Message + Default + DeserializeOwned>(

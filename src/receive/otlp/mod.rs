@@ -7,6 +7,7 @@
 
 pub mod budget;
 pub mod decode;
+mod json_doubles;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::body::BodyFormat;
 use super::client_ip::ClientIp;
+use super::error::{EdgeError, Reason};
 use super::{accepted, header_str, key_outside_body, EdgeState, KeyQuery};
 use crate::pipeline::OtlpSignal;
 
@@ -31,6 +33,11 @@ pub trait OtlpRoute: OtlpSignal {
     const ROUTE: &'static str;
     /// The request's message type, where the budget pre-pass starts.
     const ROOT: budget::Msg;
+
+    /// Decodes a body of this route ([`decode`]).
+    fn decode_body(body: &[u8], format: BodyFormat) -> Result<Self, EdgeError> {
+        decode::<Self>(body, format)
+    }
 }
 
 impl OtlpRoute for ExportTraceServiceRequest {
@@ -46,6 +53,17 @@ impl OtlpRoute for ExportLogsServiceRequest {
 impl OtlpRoute for ExportMetricsServiceRequest {
     const ROUTE: &'static str = "/v1/metrics";
     const ROOT: budget::Msg = budget::Msg::MetricsRequest;
+
+    /// JSON doubles may be strings (`"NaN"`, `"2.5"`): [`json_doubles`] reads them.
+    fn decode_body(body: &[u8], format: BodyFormat) -> Result<Self, EdgeError> {
+        match format {
+            BodyFormat::Json => json_doubles::decode(body).map_err(|e| EdgeError::Malformed {
+                reason: Reason::InvalidJson,
+                detail: format!("the body is not valid OTLP JSON: {e}"),
+            }),
+            BodyFormat::Protobuf => decode::<Self>(body, format),
+        }
+    }
 }
 
 pub(super) async fn ingest<T: OtlpRoute>(
@@ -63,8 +81,14 @@ pub(super) async fn ingest<T: OtlpRoute>(
         )?;
         st.rate_limits.check_app(&app)?;
         let bytes = st.read(&headers, body).await?;
-        let budget = budget::Budget::new(&st.config.limits);
-        let request = decode::decode_within::<T>(&bytes, format, (T::ROOT, T::KIND), &budget)?;
+        budget::measure(
+            &bytes,
+            format,
+            T::ROOT,
+            T::KIND,
+            &budget::Budget::new(&st.config.limits),
+        )?;
+        let request = T::decode_body(&bytes, format)?;
         let facts = st.facts(&app, &headers, client_ip);
         st.ingest
             .otlp(request, &facts)

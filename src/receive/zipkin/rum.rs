@@ -179,6 +179,7 @@ fn error_event(z: &ZipkinSpan) -> ErrorEvent {
         ),
         active_span,
         attributes,
+        dropped_attributes: 0,
     }
 }
 
@@ -219,6 +220,7 @@ fn vitals(z: &ZipkinSpan, index: usize, events: &mut Vec<RumEvent>, rejected: &m
             time: Some(z.start_ms()),
             target: None,
             attribution: Vec::new(),
+            dropped_attributes: 0,
         }));
     }
 }

@@ -3,23 +3,44 @@
 
 use super::*;
 
-/// `attrs`: string, number and boolean values; other values, empty or overlong keys and keys
-/// beyond [`MAX_ATTRIBUTES`] are ignored.
+/// `attrs`: string, number and boolean values; other values and empty or overlong keys are
+/// ignored. Keys beyond [`MAX_ATTRIBUTES`] are skipped unread and counted: the count becomes
+/// the item's `dropped_attributes_count` (and `rum_bridge_attributes_dropped_total`), as the
+/// pipeline's attribute cap records what it cuts.
 pub(super) struct Attrs<'a> {
     pub(super) ctx: &'a Ctx,
 }
 
+/// The attributes kept, and how many were left out beyond [`MAX_ATTRIBUTES`].
+#[derive(Default)]
+pub(super) struct ReadAttrs {
+    pub(super) kept: Attributes,
+    pub(super) dropped: u32,
+}
+
 impl<'de> Expect<'de> for Attrs<'_> {
-    type Out = Attributes;
+    type Out = ReadAttrs;
     const EXPECTED: &'static str = "an object of attributes";
 
-    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Lenient<Attributes>, A::Error> {
+    fn object<A: MapAccess<'de>>(self, mut map: A) -> Result<Lenient<ReadAttrs>, A::Error> {
         let value = AttrVal { ctx: self.ctx };
-        Pairs {
-            value,
-            max: MAX_ATTRIBUTES,
+        let mut out = ReadAttrs::default();
+        while let Some(key) = map.next_key_seed(Any(Text))? {
+            match key {
+                Lenient::Value(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => {
+                    if out.kept.len() >= MAX_ATTRIBUTES {
+                        map.next_value::<IgnoredAny>()?;
+                        out.dropped = out.dropped.saturating_add(1);
+                    } else if let Lenient::Value(v) = map.next_value_seed(Any(value))? {
+                        out.kept.push((key.into_owned(), v));
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
         }
-        .object(map)
+        Ok(Lenient::Value(out))
     }
 }
 

@@ -73,6 +73,8 @@ pub(super) struct RawEvent<'de> {
     pub(super) handled: Option<bool>,
     pub(super) level: Option<Cow<'de, str>>,
     pub(super) attrs: Attributes,
+    /// `attrs` entries beyond [`MAX_ATTRIBUTES`], skipped.
+    pub(super) attrs_dropped: u32,
     pub(super) nav: Option<TimingEntry>,
     pub(super) res: Vec<ResourceTiming>,
     /// The first field that had an unusable value: it makes the event rejected.
@@ -142,7 +144,11 @@ pub(super) fn event_field<'de, A: MapAccess<'de>>(
         Key::Stack => raw.stack = take(map, Text, "stack", p)?,
         Key::Handled => raw.handled = take(map, Flag, "handled", p)?,
         Key::Level => raw.level = take(map, Text, "level", p)?,
-        Key::Attrs => raw.attrs = take(map, Attrs { ctx }, "attrs", p)?.unwrap_or_default(),
+        Key::Attrs => {
+            let attrs = take(map, Attrs { ctx }, "attrs", p)?.unwrap_or_default();
+            raw.attrs = attrs.kept;
+            raw.attrs_dropped = attrs.dropped;
+        }
         Key::Res => raw.res = take(map, Resources { ctx }, "res", p)?.unwrap_or_default(),
         Key::Nav => {
             raw.nav = take(map, TimingObj { ctx }, "nav", p)?;
@@ -280,6 +286,7 @@ impl RawEvent<'_> {
             time,
             target: ctx.opt(self.target).or(attribution.target),
             attribution: attributes,
+            dropped_attributes: self.attrs_dropped,
         }))
     }
 
@@ -294,6 +301,7 @@ impl RawEvent<'_> {
             presentation_delay: self.presentation_delay,
             span: span_ref(self.trace.as_deref(), self.span.as_deref()),
             attributes: self.attrs,
+            dropped_attributes: self.attrs_dropped,
         }))
     }
 
@@ -321,6 +329,7 @@ impl RawEvent<'_> {
             response_body_size: self.res_size,
             timing: self.timing.map(|t| t.nav.timing),
             attributes: self.attrs,
+            dropped_attributes: self.attrs_dropped,
         }))
     }
 
@@ -339,6 +348,7 @@ impl RawEvent<'_> {
             handled: self.handled.unwrap_or(false),
             active_span: span_ref(self.trace.as_deref(), self.span.as_deref()),
             attributes: self.attrs,
+            dropped_attributes: self.attrs_dropped,
         }))
     }
 
@@ -353,6 +363,7 @@ impl RawEvent<'_> {
             message: ctx.s(required(self.message, "message")?),
             active_span: span_ref(self.trace.as_deref(), self.span.as_deref()),
             attributes: self.attrs,
+            dropped_attributes: self.attrs_dropped,
         }))
     }
 
@@ -362,6 +373,7 @@ impl RawEvent<'_> {
             name: ctx.s(required(self.name, "name")?),
             active_span: span_ref(self.trace.as_deref(), self.span.as_deref()),
             attributes: self.attrs,
+            dropped_attributes: self.attrs_dropped,
         }))
     }
 }

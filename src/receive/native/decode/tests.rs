@@ -548,6 +548,24 @@ fn attribute_count_is_capped() {
         panic!("not custom")
     };
     assert_eq!(c.attributes.len(), MAX_ATTRIBUTES);
+    assert_eq!(c.dropped_attributes, 10, "what is left out is counted");
+    assert_eq!(
+        c.attributes[MAX_ATTRIBUTES - 1].0,
+        "a63",
+        "the first ones are kept"
+    );
+}
+
+#[test]
+fn context_attributes_beyond_the_cap_are_counted() {
+    let attrs: Vec<String> = (0..100).map(|i| format!(r#""c{i}":"v""#)).collect();
+    let body = format!(
+        r#"{{"v":1,"attrs":{{{}}},"ev":[{{"type":"custom","time":1,"name":"n"}}]}}"#,
+        attrs.join(",")
+    );
+    let batch = decode_ok(&body);
+    assert_eq!(batch.context.attributes.len(), MAX_ATTRIBUTES);
+    assert_eq!(batch.context.dropped_attributes, 36);
 }
 
 #[test]
