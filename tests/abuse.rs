@@ -62,16 +62,6 @@ async fn post(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// Peak resident memory of a process (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
-
 async fn assert_healthy(bridge: &Bridge) {
     let health = bridge
         .client

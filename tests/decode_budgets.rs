@@ -35,16 +35,6 @@ fn empties(number: u32, n: usize) -> Vec<u8> {
     field(number, &[]).repeat(n)
 }
 
-/// Peak resident memory of a process (`VmHWM`), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
-}
-
 async fn post(bridge: &Bridge, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
     let resp = bridge
         .client

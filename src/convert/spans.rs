@@ -483,25 +483,9 @@ fn http_version(alpn: &str) -> Option<&'static str> {
 
 /// The `documentLoad` milestones, as OpenTelemetry JS names them.
 fn navigation_events(cx: &BatchContext, nav: &NavigationTiming) -> Vec<Event> {
-    let milestones = [
-        ("fetchStart", nav.timing.fetch_start),
-        ("unloadEventStart", nav.unload_event_start),
-        ("unloadEventEnd", nav.unload_event_end),
-        ("domInteractive", nav.dom_interactive),
-        (
-            "domContentLoadedEventStart",
-            nav.dom_content_loaded_event_start,
-        ),
-        ("domContentLoadedEventEnd", nav.dom_content_loaded_event_end),
-        ("domComplete", nav.dom_complete),
-        ("loadEventStart", nav.load_event_start),
-        ("loadEventEnd", nav.load_event_end),
-        ("firstPaint", nav.first_paint.unwrap_or(0.0)),
-        (
-            "firstContentfulPaint",
-            nav.first_contentful_paint.unwrap_or(0.0),
-        ),
-    ];
+    let mut milestones = Vec::with_capacity(11);
+    milestones.push(("fetchStart", nav.timing.fetch_start));
+    milestones.extend(nav.milestones());
     timed_events(cx, &milestones)
 }
 

@@ -169,24 +169,7 @@ fn phases_problem(t: &ResourceTimingPhases) -> Option<String> {
 
 fn navigation_problem(n: &NavigationTiming) -> Option<String> {
     let start = n.timing.start_time;
-    let marks = [
-        ("unloadEventStart", n.unload_event_start),
-        ("unloadEventEnd", n.unload_event_end),
-        ("domInteractive", n.dom_interactive),
-        (
-            "domContentLoadedEventStart",
-            n.dom_content_loaded_event_start,
-        ),
-        ("domContentLoadedEventEnd", n.dom_content_loaded_event_end),
-        ("domComplete", n.dom_complete),
-        ("loadEventStart", n.load_event_start),
-        ("loadEventEnd", n.load_event_end),
-        ("firstPaint", n.first_paint.unwrap_or(0.0)),
-        (
-            "firstContentfulPaint",
-            n.first_contentful_paint.unwrap_or(0.0),
-        ),
-    ];
+    let marks = n.milestones();
     phases_problem(&n.timing)
         .or_else(|| marks_problem(start, &marks))
         .map(|p| format!("nav: {p}"))

@@ -549,3 +549,13 @@ pub async fn replay(client: &reqwest::Client, url: &str, req: &Captured) -> reqw
     }
     b.send().await.unwrap()
 }
+
+/// Peak resident memory of a process (`VmHWM`), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
