@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MINIFIED: &str = "rum.exception.stacktrace.minified";
@@ -171,7 +172,7 @@ async fn local_maps_resolve_native_errors_and_two_releases_share_a_fingerprint()
 
     let sink = Sink::start().await;
     let config = format!(
-        "[sourcemaps]\n[[sourcemaps.local]]\nurl_prefix = \"https://shop.example.com/static/\"\ndir = \"{}\"\n\n{}",
+        "[metrics]\ninterval = \"1s\"\n\n[sourcemaps]\n[[sourcemaps.local]]\nurl_prefix = \"https://shop.example.com/static/\"\ndir = \"{}\"\n\n{}",
         dir.display(),
         grpc_exporter_toml(sink.addr)
     );
@@ -185,7 +186,35 @@ async fn local_maps_resolve_native_errors_and_two_releases_share_a_fingerprint()
 
     let fingerprint = attr(&first.attributes, FINGERPRINT).unwrap();
     assert_eq!(fingerprint.len(), 16);
-    assert_eq!(attr(&second.attributes, FINGERPRINT), Some(fingerprint));
+    assert_eq!(
+        attr(&second.attributes, FINGERPRINT),
+        Some(fingerprint.clone())
+    );
+
+    // One series of `rum.error.groups` counts both, with an exemplar on an exception's trace.
+    let traces = [hex(&first.trace_id), hex(&second.trace_id)];
+    let point = poll("rum.error.groups to count both releases", WAIT, || {
+        sink.metrics()
+            .into_iter()
+            .filter(|m| m.name == "rum.error.groups")
+            .filter_map(|m| match m.data {
+                Some(Data::Sum(sum)) => Some(sum.data_points),
+                _ => None,
+            })
+            .flatten()
+            .filter(|p| attr(&p.attributes, FINGERPRINT).as_deref() == Some(fingerprint.as_str()))
+            .find(|p| p.value == Some(number_data_point::Value::AsInt(2)))
+    })
+    .await;
+    assert_eq!(
+        attr(&point.attributes, "exception.type").as_deref(),
+        attr(&first.attributes, "exception.type").as_deref()
+    );
+    assert!(!point.exemplars.is_empty(), "{point:?}");
+    assert!(point
+        .exemplars
+        .iter()
+        .all(|e| traces.contains(&hex(&e.trace_id))));
     assert!(
         bridge
             .metric("rum_bridge_sourcemap_frames_total{reason=\"resolved\"}")

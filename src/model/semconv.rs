@@ -41,3 +41,6 @@ pub const SERVER_ADDRESS: &str = "server.address";
 pub const SERVER_PORT: &str = "server.port";
 pub const ERROR_TYPE: &str = "error.type";
 pub const EXCEPTION_TYPE: &str = "exception.type";
+/// The bridge's error-grouping key (no semantic convention has one): a hash of the exception
+/// type and its top in-app frames after symbolication (docs/symbolication.md).
+pub const EXCEPTION_FINGERPRINT: &str = "rum.exception.fingerprint";

@@ -32,6 +32,7 @@
 
 pub mod memory;
 mod otlp;
+mod outlet;
 mod symbolicate;
 
 use std::net::IpAddr;
@@ -54,6 +55,7 @@ use crate::process::otlp::Enrichment;
 use crate::process::symbolicate::Symbolicator;
 use crate::process::{Processor, RequestInfo};
 use memory::{page_key, PageMemo, PageViews};
+use outlet::Outlet;
 
 pub use otlp::OtlpSignal;
 
@@ -205,14 +207,14 @@ pub enum Refused {
 pub struct Ingest {
     processor: Processor,
     convert: ConvertOptions,
-    limits: ItemLimits,
     max_items: usize,
     skew_threshold_ms: f64,
     /// Operator resource attributes added to every exported resource.
     resource_attributes: Vec<(String, String)>,
     aggregator: Option<Arc<MetricsAggregator>>,
-    exporters: Exporters,
     metrics: Arc<Metrics>,
+    /// Caps, enqueue and error groups for every finished payload.
+    outlet: Outlet,
     page_views: PageViews,
     symbolicator: Option<Arc<Symbolicator>>,
 }
@@ -228,7 +230,6 @@ impl Ingest {
         Self {
             processor,
             convert: ConvertOptions::from(config),
-            limits: ItemLimits::new(&config.limits),
             max_items: config.limits.max_events_per_batch,
             skew_threshold_ms: config.correlation.clock_skew_threshold_ms as f64,
             resource_attributes: config
@@ -236,8 +237,13 @@ impl Ingest {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            outlet: Outlet {
+                exporters,
+                limits: ItemLimits::new(&config.limits),
+                metrics: Arc::clone(&metrics),
+                aggregator: aggregator.clone(),
+            },
             aggregator,
-            exporters,
             metrics,
             page_views: PageViews::default(),
             symbolicator: None,
@@ -253,7 +259,7 @@ impl Ingest {
     /// Whether new payloads would be refused (an export queue or disk buffer is full): the edge
     /// refuses before reading a body.
     pub fn is_full(&self) -> bool {
-        self.exporters.is_full()
+        self.outlet.exporters.is_full()
     }
 
     /// Native beacons and Faro payloads: every step of the module docs.
@@ -480,13 +486,12 @@ impl Ingest {
             match symbolicate::prepare(symbolicator, payload) {
                 symbolicate::Ready::Now(ready) => payload = ready,
                 symbolicate::Ready::Later(waiting) => {
-                    waiting.spawn(self.exporters.clone(), self.limits, self.metrics.clone());
+                    waiting.spawn(self.outlet.clone());
                     return Ok(());
                 }
             }
         }
-        self.limits.apply(&mut payload).count(&self.metrics);
-        self.exporters.submit(payload)?.durable().await
+        self.outlet.submit(payload).await
     }
 
     /// Counts accepted events by kind, plus `spans` passed through; returns the total.

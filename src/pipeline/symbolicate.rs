@@ -17,10 +17,8 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::admin::Metrics;
-use crate::export::Exporters;
+use super::outlet::Outlet;
 use crate::handoff::Payload;
-use crate::process::limits::ItemLimits;
 use crate::process::symbolicate::Symbolicator;
 
 /// A payload ready now, or one that waits for maps.
@@ -56,7 +54,7 @@ pub(super) fn prepare(symbolicator: &Arc<Symbolicator>, mut payload: Payload) ->
 
 impl Waiting {
     /// Loads the maps (bounded), symbolicates, caps and enqueues, in its own task.
-    pub(super) fn spawn(self, exporters: Exporters, limits: ItemLimits, metrics: Arc<Metrics>) {
+    pub(super) fn spawn(self, outlet: Outlet) {
         tokio::spawn(async move {
             let Waiting {
                 mut payload,
@@ -72,15 +70,10 @@ impl Waiting {
                 symbolicator.unresolved_payload("timeout");
             }
             symbolicator.apply(&mut payload);
-            limits.apply(&mut payload).count(&metrics);
             let counts = payload.counts();
             let items = (counts.spans + counts.logs) as u64;
-            let kept = match exporters.submit(payload) {
-                Ok(receipt) => receipt.durable().await.is_ok(),
-                Err(_) => false,
-            };
-            if !kept {
-                metrics.drop_items("sourcemap_wait", items);
+            if outlet.submit(payload).await.is_err() {
+                outlet.metrics.drop_items("sourcemap_wait", items);
                 tracing::warn!("export queue full after waiting for source maps: payload dropped");
             }
         });

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::descriptors::{
-    vital_instrument_spec, vital_slot, ERRORS, HTTP_DURATION, HTTP_DURATION_BOUNDS_S, PAGE_VIEWS,
+    vital_instrument_spec, vital_slot, ERRORS, ERROR_GROUPS, HTTP_DURATION, HTTP_DURATION_BOUNDS_S,
+    PAGE_VIEWS,
 };
 use super::instrument::{lock, CountAgg, HistogramAgg, Instrument, Limits, Measurement, Window};
 use super::key::{push_decimal, put_int, put_str, put_str_with, put_url_template, KEY_BUFFER};
@@ -22,7 +23,13 @@ use super::labels::{call_host, country, device_class, normalize_method};
 use crate::config::{MetricsConfig, Temporality};
 use crate::handoff::Payload;
 use crate::model::bounds::{within, MAX_DURATION_MS};
+use crate::model::otlp::find;
+use crate::model::semconv::{
+    DEPLOYMENT_ENVIRONMENT_NAME, EXCEPTION_FINGERPRINT, EXCEPTION_TYPE, SERVICE_NAME,
+    SERVICE_VERSION,
+};
 use crate::model::{PageContext, RumBatch, RumEvent, SpanRef, VitalName};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 
 /// Aggregates RUM events into OTLP metrics; shared by the ingest handlers and the flusher.
 pub struct MetricsAggregator {
@@ -34,6 +41,8 @@ pub struct MetricsAggregator {
     http_duration: Instrument<HistogramAgg>,
     page_views: Instrument<CountAgg>,
     errors: Instrument<CountAgg>,
+    /// Exported exceptions by fingerprint ([`record_error_groups`](Self::record_error_groups)).
+    error_groups: Instrument<CountAgg>,
     /// Time of the previous flush (the start of the current delta interval). Its lock also
     /// keeps flushes one at a time.
     last_flush_ns: Mutex<u64>,
@@ -59,6 +68,7 @@ impl MetricsAggregator {
             ),
             page_views: Instrument::new(&PAGE_VIEWS, CountAgg(0)),
             errors: Instrument::new(&ERRORS, CountAgg(0)),
+            error_groups: Instrument::new(&ERROR_GROUPS, CountAgg(0)),
             last_flush_ns: Mutex::new(unix_now_ns()),
         }
     }
@@ -187,6 +197,43 @@ impl MetricsAggregator {
         });
     }
 
+    /// The exceptions of a payload about to be exported, grouped by app, exception type and
+    /// fingerprint: log records and span `exception` events that carry
+    /// [`EXCEPTION_FINGERPRINT`] (every input's exceptions do, after symbolication, so one bug
+    /// from different releases and users is one series). Nothing is counted until
+    /// [`record_error_groups`](Self::record_error_groups), once the payload is kept.
+    pub fn error_groups(&self, payload: &Payload) -> ErrorGroups {
+        let recorded_ns = unix_now_ns();
+        let mut groups = ErrorGroups(Vec::new());
+        for entry in &payload.logs {
+            let resource = entry.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+            for record in entry.scope_logs.iter().flat_map(|s| &s.log_records) {
+                let span = span_ref(&record.trace_id, &record.span_id);
+                let time_ns = nonzero_or(record.time_unix_nano, recorded_ns);
+                groups.add(resource, &record.attributes, span, time_ns, recorded_ns);
+            }
+        }
+        for entry in &payload.spans {
+            let resource = entry.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+            for span in entry.scope_spans.iter().flat_map(|s| &s.spans) {
+                let at = span_ref(&span.trace_id, &span.span_id);
+                for event in span.events.iter().filter(|e| e.name == "exception") {
+                    let time_ns = nonzero_or(event.time_unix_nano, recorded_ns);
+                    groups.add(resource, &event.attributes, at, time_ns, recorded_ns);
+                }
+            }
+        }
+        groups
+    }
+
+    /// Counts what [`error_groups`](Self::error_groups) found, with exemplars pointing at each
+    /// exception's trace.
+    pub fn record_error_groups(&self, groups: ErrorGroups) {
+        for (key, measurement) in groups.0 {
+            self.error_groups.record(self.limits, &key, measurement);
+        }
+    }
+
     /// Reports every series as of `now_unix_nanos`, per the configured temporality; `None` when
     /// there is nothing to report.
     pub fn flush(&self, now_unix_nanos: u64) -> Option<ResourceMetrics> {
@@ -202,7 +249,7 @@ impl MetricsAggregator {
         for histogram in self.vitals.iter().chain([&self.http_duration]) {
             metrics.extend(histogram.histogram_metric(window));
         }
-        for counter in [&self.page_views, &self.errors] {
+        for counter in [&self.page_views, &self.errors, &self.error_groups] {
             metrics.extend(counter.sum_metric(window));
         }
         if metrics.is_empty() {
@@ -257,6 +304,62 @@ impl MetricsAggregator {
             flush();
         })
     }
+}
+
+/// Exceptions found in a payload, not yet counted: one series key and measurement each.
+#[derive(Default)]
+pub struct ErrorGroups(Vec<(Vec<u8>, Measurement<u64>)>);
+
+impl ErrorGroups {
+    /// One exception, if it has a fingerprint.
+    fn add(
+        &mut self,
+        resource: &[KeyValue],
+        attributes: &[KeyValue],
+        span: Option<SpanRef>,
+        time_ns: u64,
+        recorded_ns: u64,
+    ) {
+        let Some(fingerprint) = str_value(attributes, EXCEPTION_FINGERPRINT) else {
+            return;
+        };
+        let mut key = Vec::with_capacity(64);
+        put_str(&mut key, str_value(resource, SERVICE_NAME));
+        put_str(&mut key, str_value(resource, SERVICE_VERSION));
+        put_str(&mut key, str_value(resource, DEPLOYMENT_ENVIRONMENT_NAME));
+        put_str(&mut key, str_value(attributes, EXCEPTION_TYPE));
+        put_str(&mut key, Some(fingerprint));
+        let measurement = Measurement {
+            input: 1,
+            time_ns,
+            recorded_ns,
+            span,
+        };
+        self.0.push((key, measurement));
+    }
+}
+
+fn nonzero_or(time_ns: u64, fallback: u64) -> u64 {
+    if time_ns == 0 {
+        fallback
+    } else {
+        time_ns
+    }
+}
+
+/// A string attribute's value, when present and not empty.
+fn str_value<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match find(attributes, key) {
+        Some(any_value::Value::StringValue(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+/// The span an OTLP record belongs to, when both ids are valid.
+fn span_ref(trace_id: &[u8], span_id: &[u8]) -> Option<SpanRef> {
+    let trace_id: [u8; 16] = trace_id.try_into().ok()?;
+    let span_id: [u8; 8] = span_id.try_into().ok()?;
+    (trace_id != [0; 16] && span_id != [0; 8]).then_some(SpanRef { trace_id, span_id })
 }
 
 /// Bridge clock when the batch arrived, in Unix nanoseconds (now, if the edge did not say).

@@ -9,8 +9,8 @@
 //! be read off the buckets.
 
 use crate::model::semconv::{
-    DEVICE_CLASS, ERROR_TYPE, EXCEPTION_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE,
-    SERVER_ADDRESS, URL_TEMPLATE, USER_AGENT_NAME,
+    DEVICE_CLASS, ERROR_TYPE, EXCEPTION_FINGERPRINT, EXCEPTION_TYPE, HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE, SERVER_ADDRESS, URL_TEMPLATE, USER_AGENT_NAME,
 };
 use crate::model::VitalName;
 
@@ -55,6 +55,13 @@ const ERROR_ATTRS: &[&str] = &[
     BROWSER_NAME,
     COUNTRY,
     EXCEPTION_TYPE,
+];
+const ERROR_GROUP_ATTRS: &[&str] = &[
+    APP_NAME,
+    APP_VERSION,
+    APP_ENVIRONMENT,
+    EXCEPTION_TYPE,
+    EXCEPTION_FINGERPRINT,
 ];
 const HTTP_ATTRS: &[&str] = &[
     APP_NAME,
@@ -146,6 +153,13 @@ pub(super) static ERRORS: Descriptor = Descriptor {
     description: "JavaScript errors and unhandled rejections reported by browsers.",
     unit: "{error}",
     attributes: ERROR_ATTRS,
+};
+pub(super) static ERROR_GROUPS: Descriptor = Descriptor {
+    name: "rum.error.groups",
+    description: "Exceptions exported by the bridge, by app, type and fingerprint (one bug, one \
+                  series, whatever the release or the minified columns).",
+    unit: "{error}",
+    attributes: ERROR_GROUP_ATTRS,
 };
 
 /// The descriptor and bucket bounds of a vital's histogram.

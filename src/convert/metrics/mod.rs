@@ -66,5 +66,5 @@ mod labels;
 mod reservoir;
 mod resource;
 
-pub use aggregator::MetricsAggregator;
+pub use aggregator::{ErrorGroups, MetricsAggregator};
 pub use resource::bridge_resource;

@@ -41,7 +41,7 @@ pub const STACKTRACE_ATTRIBUTE: &str = "exception.stacktrace";
 /// The stack as the browser sent it, when symbolication changed it.
 pub const MINIFIED_ATTRIBUTE: &str = "rum.exception.stacktrace.minified";
 /// The error's group: 16 hex digits, the same for the same bug.
-pub const FINGERPRINT_ATTRIBUTE: &str = "rum.exception.fingerprint";
+pub const FINGERPRINT_ATTRIBUTE: &str = crate::model::semconv::EXCEPTION_FINGERPRINT;
 const TYPE_ATTRIBUTE: &str = "exception.type";
 /// Maps one payload may ask to load: a beacon naming many distinct script URLs under a listed
 /// origin must not turn into as many fetches (the rest stay unresolved, `not_ready`).
