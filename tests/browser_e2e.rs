@@ -6,8 +6,10 @@
 //! `web-vitals` (its npm IIFE bundle, `reportAllChanges`) writing its values into a page global.
 //! The test clicks "Add to cart" (a slow handler, then a cross-origin API call listed in
 //! `data-propagate`), "Checkout" (an API call answered 503, and a `TypeError` thrown in the click
-//! handler) and "Load reviews" (a partner origin *not* in `data-propagate`), leaves the page,
-//! and checks what rotel forwarded from the bridge and from the backend.
+//! handler), "Load reviews" (a partner origin *not* in `data-propagate`) and "Break it" (an
+//! uncaught `TypeError` in the page's minified bundle, resolved by the bridge with the bundle's
+//! source map from `examples/demo-shop/static`), leaves the page, and checks what rotel
+//! forwarded from the bridge and from the backend.
 
 mod common;
 
@@ -172,8 +174,12 @@ async fn a_click_is_traced_from_the_browser_to_the_database() {
     let rotel = Rotel::start(&sink).await;
     let ports = DemoShop::ports();
     let page_origin = format!("http://{}", ports.0);
+    // The bundle's maps where the demo's own config has them (`examples/demo-shop/rum-bridge.toml`).
+    let static_dir = repo_root().join("examples/demo-shop/static");
     let config = format!(
-        "[metrics]\ninterval = \"1s\"\n\n[[apps]]\nname = \"{APP}\"\nkey = \"{APP_KEY}\"\n\
+        "[metrics]\ninterval = \"1s\"\n\n[[sourcemaps.local]]\n\
+         url_prefix = \"{page_origin}/static/\"\ndir = {static_dir:?}\n\n\
+         [[apps]]\nname = \"{APP}\"\nkey = \"{APP_KEY}\"\n\
          allowed_origins = [\"{page_origin}\"]\n\n{}",
         grpc_exporter_toml(rotel.grpc)
     );
@@ -248,6 +254,7 @@ async fn a_click_is_traced_from_the_browser_to_the_database() {
             "document.getElementById('status').dataset.reviews",
         )
         .await;
+    browser.click("#break").await;
     let google = browser.eval("return window.__webVitals;").await;
     browser.leave_page().await;
 
@@ -342,18 +349,26 @@ async fn a_click_is_traced_from_the_browser_to_the_database() {
         span(&spans, BACKEND, "POST /api/checkout").unwrap(),
         checkout_call
     ));
-    let logs = poll("the TypeError and five web vitals", WAIT, || {
+    let with_message = |logs: &[LogRecordEntry], text: &str| {
+        events(logs, "exception")
+            .find(|l| {
+                attr(&l.record.attributes, "exception.message").is_some_and(|m| m.contains(text))
+            })
+            .cloned()
+    };
+    let logs = poll("the two TypeErrors and five web vitals", WAIT, || {
         let logs = sink.logs();
         let done = vital_names(&logs).len() == 5
-            && events(&logs, "exception").any(|l| {
-                attr(&l.record.attributes, "exception.type").as_deref() == Some("TypeError")
-            });
+            && with_message(&logs, "pricing rules").is_some()
+            && with_message(&logs, "has no discount").is_some();
         done.then_some(logs)
     })
     .await;
-    let error = events(&logs, "exception")
-        .find(|l| attr(&l.record.attributes, "exception.type").as_deref() == Some("TypeError"))
-        .unwrap();
+    let error = with_message(&logs, "pricing rules").unwrap();
+    assert_eq!(
+        attr(&error.record.attributes, "exception.type").as_deref(),
+        Some("TypeError")
+    );
     assert!(
         attr(&error.record.attributes, "exception.message")
             .is_some_and(|m| m.contains("pricing rules are undefined")),
@@ -363,6 +378,33 @@ async fn a_click_is_traced_from_the_browser_to_the_database() {
     assert_eq!(error.record.trace_id, checkout_call.span.trace_id);
     assert_eq!(error.record.span_id, checkout_call.span.parent_span_id);
     assert!(spans.iter().any(|s| s.span.span_id == error.record.span_id));
+
+    // "Break it": the minified bundle's stack, rewritten with its source map to the original
+    // file and function names; the stack as the browser sent it is kept beside it.
+    let broken = with_message(&logs, "has no discount").unwrap();
+    let stack = attr(&broken.record.attributes, "exception.stacktrace").unwrap_or_default();
+    let minified = attr(
+        &broken.record.attributes,
+        "rum.exception.stacktrace.minified",
+    )
+    .unwrap_or_else(|| panic!("no minified stack kept: {broken:?}"));
+    assert!(
+        minified.contains("/static/shop.min.js:1:") && !minified.contains("parseCoupon"),
+        "{minified}"
+    );
+    let frames: Vec<&str> = stack
+        .lines()
+        .filter(|l| l.trim_start().starts_with("at "))
+        .collect();
+    assert!(
+        frames.len() >= 2
+            && frames[0].contains("parseCoupon (")
+            && frames[0].contains("shop.js:")
+            && frames[1].contains("applyCoupon (")
+            && frames[1].contains("shop.js:"),
+        "resolved stack:\n{stack}\nminified:\n{minified}"
+    );
+    assert!(!stack.contains("shop.min.js:1:"), "{stack}");
 
     // Web vitals: events on the page-load trace, the histograms, and the same numbers as
     // Google's library (Event Timing durations are rounded to 8 ms, hence INP's tolerance).

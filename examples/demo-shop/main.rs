@@ -7,7 +7,10 @@
 //!   span and hands that span's context to the browser twice, as
 //!   `Server-Timing: traceparent;desc="00-…"` and `<meta name="traceparent">`. The page carries
 //!   the loader tag `<script src="{bridge}/rum.js" data-app="{key}" data-propagate="{api}/">`,
-//!   so the page load (`documentLoad`) lands under that span;
+//!   so the page load (`documentLoad`) lands under that span. The page's own script is a
+//!   minified bundle, `GET /static/shop.min.js`, with its source map at `.map` beside it (made
+//!   from `static/shop.js` by `build-bundle.sh`; its "Break it" button throws an uncaught
+//!   `TypeError` for the bridge to resolve with that map);
 //! - the **shop API** (`--api-listen`, default `:8081`), another origin listed in
 //!   `data-propagate`: the loader sends `traceparent` there, the API continues that trace (W3C
 //!   propagator) with its SERVER span and a `SELECT products` child span for the "database"
@@ -52,6 +55,12 @@ use tracing_subscriber::Layer as _;
 
 /// The page, with `{{…}}` placeholders filled per request.
 const PAGE: &str = include_str!("shop.html");
+
+/// The page's script, minified from `static/shop.js` by `build-bundle.sh`, and its source map:
+/// embedded so that the binary stands alone. The bridge resolves the page's error stacks with
+/// the same map (`[sourcemaps]` in `rum-bridge.toml`).
+const BUNDLE: &str = include_str!("static/shop.min.js");
+const BUNDLE_MAP: &str = include_str!("static/shop.min.js.map");
 
 /// The "database": what `SELECT products` returns.
 const PRODUCTS: [(&str, &str, u32); 3] = [
@@ -156,7 +165,9 @@ async fn main() -> anyhow::Result<()> {
     // preflights), then the SERVER span, then the handler.
     let page = Router::new()
         .route("/", get(shop_page))
-        .route_layer(middleware::from_fn(traced));
+        .route_layer(middleware::from_fn(traced))
+        .route("/static/shop.min.js", get(bundle))
+        .route("/static/shop.min.js.map", get(bundle_map));
     let api = Router::new()
         .route("/api/products", get(products))
         .route("/api/cart", post(add_to_cart))
@@ -382,6 +393,27 @@ async fn shop_page(State(state): State<AppState>) -> Response {
         .replace("{{PARTNER_ORIGIN}}", &escape(&site.partner_origin));
     let server_timing = format!("traceparent;desc=\"{traceparent}\"");
     ([("server-timing", server_timing)], Html(html)).into_response()
+}
+
+/// The page's minified script.
+async fn bundle() -> Response {
+    static_file("text/javascript; charset=utf-8", BUNDLE)
+}
+
+/// The script's source map (the bridge may fetch it when its origin is in `fetch_origins`).
+async fn bundle_map() -> Response {
+    static_file("application/json", BUNDLE_MAP)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Escapes text for an HTML attribute value in double quotes.
