@@ -435,3 +435,20 @@ async fn a_click_is_traced_from_the_browser_to_the_database() {
 
     browser.close().await;
 }
+
+/// The committed bundle is made from the committed source (`examples/demo-shop/build-bundle.sh`):
+/// its map carries `static/shop.js` as it is now, and the bundle points at its map.
+#[test]
+fn the_demo_bundle_is_built_from_its_source() {
+    let dir = repo_root().join("examples/demo-shop/static");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let map: Value = serde_json::from_str(&read("shop.min.js.map")).unwrap();
+    assert_eq!(map["sources"], serde_json::json!(["shop.js"]));
+    assert!(
+        map["sourcesContent"][0].as_str() == Some(read("shop.js").as_str()),
+        "static/shop.min.js is stale: run examples/demo-shop/build-bundle.sh"
+    );
+    assert!(read("shop.min.js")
+        .trim_end()
+        .ends_with("//# sourceMappingURL=shop.min.js.map"));
+}
