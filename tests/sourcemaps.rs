@@ -547,3 +547,100 @@ async fn faro_exceptions_and_otlp_logs_and_span_events_are_resolved_the_same_way
         .collect();
     assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
 }
+
+/// A beacon with one error per script URL in `scripts` (each a one-frame V8 stack).
+fn errors_beacon(scripts: &[String]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    let events: Vec<serde_json::Value> = scripts
+        .iter()
+        .map(|url| {
+            serde_json::json!({"type": "error", "time": 4000.0, "name": "TypeError",
+                "message": "boom", "stack": format!("TypeError: boom\n    at a ({url}:1:1)"),
+                "handled": false})
+        })
+        .collect();
+    serde_json::json!({
+        "v": 1, "k": "pk_shop_web", "sid": "b7e4c0f2a91d4e38", "pvid": "c41e8b2f07d94a1e",
+        "url": "https://shop.example.com/cart", "t0": now - 5000.0, "sent": now, "ev": events
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_distinct_maps_keep_the_cache_within_cache_bytes() {
+    const MAPS: usize = 1000;
+    const CACHE_BYTES: f64 = 262_144.0;
+    let www = tempfile::tempdir().unwrap();
+    // Valid maps of about 4 KiB each (the source is kept in `sourcesContent`): 1,000 of them
+    // are 4 MiB, far over the 256 KiB cache.
+    let padding = "x".repeat(4000);
+    for i in 0..MAPS {
+        let map = serde_json::json!({
+            "version": 3, "file": format!("app.{i}.min.js"), "sources": [format!("src/app{i}.js")],
+            "names": ["compute"], "mappings": "AAAAA",
+            "sourcesContent": [format!("function compute() {{ /* {padding} */ }}")]
+        });
+        std::fs::write(
+            www.path().join(format!("app.{i}.min.js.map")),
+            map.to_string(),
+        )
+        .unwrap();
+    }
+    let sink = Sink::start().await;
+    let config = format!(
+        "[sourcemaps]\nmax_map_bytes = 16384\ncache_bytes = {CACHE_BYTES}\n\
+         [[sourcemaps.local]]\nurl_prefix = \"https://shop.example.com/static/\"\ndir = \"{}\"\n\n{}",
+        www.path().display(),
+        grpc_exporter_toml(sink.addr)
+    );
+    let bridge = Bridge::start(&config).await;
+    let scripts: Vec<String> = (0..MAPS)
+        .map(|i| format!("https://shop.example.com/static/app.{i}.min.js"))
+        .collect();
+    // Eight errors per beacon: one payload asks for at most eight maps.
+    for chunk in scripts.chunks(8) {
+        let resp = bridge
+            .client
+            .post(bridge.url("/v1/rum"))
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("origin", "https://shop.example.com")
+            .body(errors_beacon(chunk))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+        let cached = bridge.metric("rum_bridge_sourcemap_cache_bytes").await;
+        assert!(
+            cached <= CACHE_BYTES,
+            "cache holds {cached} bytes, over {CACHE_BYTES}"
+        );
+    }
+    // Every map was read once and most were evicted again; the daemon still answers.
+    let deadline = Instant::now() + WAIT;
+    while bridge
+        .metric("rum_bridge_sourcemap_maps_total{outcome=\"read\"}")
+        .await
+        < MAPS as f64
+    {
+        assert!(Instant::now() < deadline, "not every map was read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let evicted = bridge
+        .metric("rum_bridge_sourcemap_maps_total{outcome=\"evicted\"}")
+        .await;
+    assert!(evicted >= (MAPS - 100) as f64, "only {evicted} evicted");
+    let cached = bridge.metric("rum_bridge_sourcemap_cache_bytes").await;
+    assert!(cached > 0.0 && cached <= CACHE_BYTES, "{cached}");
+    let resolved = poll("resolved exceptions at the collector", WAIT, || {
+        let n = exceptions(&sink)
+            .iter()
+            .filter(|r| attr(&r.attributes, MINIFIED).is_some())
+            .count();
+        (n >= MAPS).then_some(n)
+    })
+    .await;
+    assert_eq!(resolved, MAPS);
+}
