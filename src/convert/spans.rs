@@ -491,17 +491,7 @@ fn navigation_events(cx: &BatchContext, nav: &NavigationTiming) -> Vec<Event> {
 
 /// The network phases of a fetch (docs/otlp-mapping.md#network-timing-events).
 fn network_events(cx: &BatchContext, t: &ResourceTimingPhases) -> Vec<Event> {
-    let phases = [
-        ("fetchStart", t.fetch_start),
-        ("domainLookupStart", t.domain_lookup_start),
-        ("domainLookupEnd", t.domain_lookup_end),
-        ("connectStart", t.connect_start),
-        ("secureConnectionStart", t.secure_connection_start),
-        ("connectEnd", t.connect_end),
-        ("requestStart", t.request_start),
-        ("responseStart", t.response_start),
-        ("responseEnd", t.response_end),
-    ];
+    let phases = t.network_phases();
     timed_events(cx, &phases)
 }
 

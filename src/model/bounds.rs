@@ -154,30 +154,26 @@ fn phases_problem(t: &ResourceTimingPhases) -> Option<String> {
         ("redirectStart", t.redirect_start),
         ("redirectEnd", t.redirect_end),
         ("workerStart", t.worker_start),
-        ("fetchStart", t.fetch_start),
-        ("domainLookupStart", t.domain_lookup_start),
-        ("domainLookupEnd", t.domain_lookup_end),
-        ("connectStart", t.connect_start),
-        ("secureConnectionStart", t.secure_connection_start),
-        ("connectEnd", t.connect_end),
-        ("requestStart", t.request_start),
-        ("responseStart", t.response_start),
-        ("responseEnd", t.response_end),
-    ];
-    duration("duration", t.duration).or_else(|| marks_problem(t.start_time, &marks))
+    ]
+    .into_iter()
+    .chain(t.network_phases());
+    duration("duration", t.duration).or_else(|| marks_problem(t.start_time, marks))
 }
 
 fn navigation_problem(n: &NavigationTiming) -> Option<String> {
     let start = n.timing.start_time;
     let marks = n.milestones();
     phases_problem(&n.timing)
-        .or_else(|| marks_problem(start, &marks))
+        .or_else(|| marks_problem(start, marks))
         .map(|p| format!("nav: {p}"))
 }
 
-fn marks_problem(start: f64, marks: &[(&str, f64)]) -> Option<String> {
+fn marks_problem<'a>(
+    start: f64,
+    marks: impl IntoIterator<Item = (&'a str, f64)>,
+) -> Option<String> {
     let latest = start.max(0.0) + MAX_DURATION_MS;
-    marks.iter().find_map(|&(field, mark)| {
+    marks.into_iter().find_map(|(field, mark)| {
         (!(mark.is_finite() && mark >= 0.0 && mark <= latest)).then(|| {
             format!(
                 "`{field}` {} ms is outside the plausible range 0..={} ms \

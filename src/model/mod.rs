@@ -271,6 +271,24 @@ pub struct ResourceTimingPhases {
     pub server_trace: Option<TraceContext>,
 }
 
+impl ResourceTimingPhases {
+    /// The network phases from `fetchStart` to `responseEnd`, named as the Resource Timing API
+    /// names them; 0 is "not reached".
+    pub fn network_phases(&self) -> [(&'static str, f64); 9] {
+        [
+            ("fetchStart", self.fetch_start),
+            ("domainLookupStart", self.domain_lookup_start),
+            ("domainLookupEnd", self.domain_lookup_end),
+            ("connectStart", self.connect_start),
+            ("secureConnectionStart", self.secure_connection_start),
+            ("connectEnd", self.connect_end),
+            ("requestStart", self.request_start),
+            ("responseStart", self.response_start),
+            ("responseEnd", self.response_end),
+        ]
+    }
+}
+
 /// `PerformanceResourceTiming`.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceTiming {
