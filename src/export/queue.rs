@@ -25,6 +25,14 @@ pub(crate) enum Phase {
     Abort,
 }
 
+/// The share of a queue's limits (bytes and slots) kept for requests already admitted at the
+/// edge: 1/8.
+pub(crate) const HEADROOM: usize = 8;
+
+fn headroom(limit: usize) -> usize {
+    limit / HEADROOM
+}
+
 /// A byte budget shared by the entries of one queue: bounds memory whatever the payload sizes.
 #[derive(Debug, Clone)]
 pub(crate) struct Budget {
@@ -55,8 +63,9 @@ impl Budget {
         })
     }
 
-    pub fn is_exhausted(&self) -> bool {
-        self.used.load(Ordering::Relaxed) >= self.max
+    /// Whether the budget is within [`HEADROOM`] of its end: see [`QueueHandle::is_full`].
+    pub fn is_nearly_exhausted(&self) -> bool {
+        self.used.load(Ordering::Relaxed) >= self.max - headroom(self.max)
     }
 }
 
@@ -169,9 +178,17 @@ impl<T> QueueHandle<T> {
         Err(last)
     }
 
-    /// Whether the byte budget is used up or every shard is at capacity.
+    /// Whether new requests should be refused: the byte budget or every shard is within
+    /// [`HEADROOM`] of its limit. The edge asks before it reads a body, and requests past that
+    /// check are still being decoded and converted; the headroom is room for them, so that under
+    /// overload refusals stay cheap (nothing read) instead of throwing away finished work when
+    /// the queue fills between the check and the enqueue.
     pub fn is_full(&self) -> bool {
-        self.budget.is_exhausted() || self.shards.iter().all(|s| s.capacity() == 0)
+        self.budget.is_nearly_exhausted()
+            || self
+                .shards
+                .iter()
+                .all(|s| s.capacity() <= headroom(s.max_capacity()))
     }
 
     /// Entries waiting in the queue.
@@ -193,5 +210,47 @@ impl<T> QueueHandle<T> {
 pub(crate) async fn wait_for_abort(phase: &mut watch::Receiver<Phase>) {
     if phase.wait_for(|p| *p == Phase::Abort).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(slots: usize, max_bytes: usize) -> (QueueHandle<u32>, mpsc::Receiver<u32>) {
+        let (tx, rx) = mpsc::channel(slots);
+        let metrics = Metrics::new();
+        (
+            QueueHandle::new("q".into(), vec![tx], max_bytes, &metrics),
+            rx,
+        )
+    }
+
+    #[test]
+    fn the_edge_is_refused_while_admitted_requests_still_fit() {
+        let (queue, _rx) = handle(64, 8_000);
+        let mut held = Vec::new();
+        while !queue.is_full() {
+            let r = queue.try_reserve(100).expect("room while not full");
+            held.push(r.budget);
+        }
+        // Full for the edge at 7/8 of the bytes, yet requests past the check still enqueue.
+        assert_eq!(held.len(), 70);
+        assert!(queue.try_reserve(900).is_ok());
+        assert!(queue.try_reserve(1_001).is_err());
+    }
+
+    #[test]
+    fn slots_keep_the_same_headroom() {
+        let (queue, _rx) = handle(16, usize::MAX / 2);
+        for n in 0..14 {
+            assert!(!queue.is_full(), "{n} of 16 slots taken");
+            queue.try_reserve(1).unwrap().send(|_| n);
+        }
+        assert!(queue.is_full(), "14 of 16 taken: within 1/8 of the end");
+        queue
+            .try_reserve(1)
+            .expect("the headroom is usable")
+            .send(|_| 14);
     }
 }

@@ -152,21 +152,22 @@ pub const MAX_JSON_DEPTH: usize = 32;
 /// way for every JSON format.
 pub(crate) fn nesting_exceeds(body: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        i += 1;
         match b {
-            b'"' => in_string = true,
+            // Most of a body is inside strings: jump from one quote or backslash to the next.
+            b'"' => loop {
+                let rest = body.get(i..).unwrap_or_default();
+                let Some(j) = memchr::memchr2(b'"', b'\\', rest) else {
+                    return false;
+                };
+                i += j + 1;
+                if body[i - 1] == b'"' {
+                    break;
+                }
+                i += 1; // the escaped byte
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -263,5 +264,10 @@ mod tests {
         assert!(!nesting_exceeds(br#"[[["[[[[[[\"[["]]]"#, 3));
         assert!(nesting_exceeds(b"[[[[]]]]", 3));
         assert!(!nesting_exceeds(b"[[[]]]", 3));
+        // Escaped quotes and backslashes inside strings, and a body cut inside a string.
+        assert!(nesting_exceeds(br#"["a\\", ["\"]", [[]]]]"#, 3));
+        assert!(!nesting_exceeds(br#"["a\\", ["\"]", []]]"#, 3));
+        assert!(!nesting_exceeds(br#"["\"#, 1) && nesting_exceeds(br#"["\"#, 0));
+        assert!(!nesting_exceeds(b"[\"[[[[", 3));
     }
 }
