@@ -375,8 +375,9 @@ pub struct QueueConfig {
     /// destination's latency, not CPU, bounds one sender; several keep it busy. `file`
     /// exporters always use 1 so lines never interleave.
     pub concurrency: usize,
-    /// Most queued telemetry, in protobuf-encoded bytes, before the edge answers `503`: bounds
-    /// memory whatever the payload sizes (in memory a payload takes a few times this).
+    /// Most memory queued telemetry may hold (structs and strings as they sit in memory, about
+    /// four times the protobuf-encoded size) before the edge answers `503`: bounds memory
+    /// whatever the payload sizes.
     pub max_bytes: usize,
 }
 
@@ -385,7 +386,7 @@ impl Default for QueueConfig {
         Self {
             capacity: 4096,
             concurrency: 4,
-            max_bytes: 16 * 1024 * 1024,
+            max_bytes: 24 * 1024 * 1024,
         }
     }
 }

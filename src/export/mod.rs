@@ -304,7 +304,7 @@ impl Exporters {
             return Ok(Receipt::default());
         }
         let queues = &self.inner.queues;
-        let bytes = payload.encoded_len();
+        let bytes = payload.memory_bytes();
         let mut slots = Vec::with_capacity(queues.len());
         for queue in queues {
             let reserved = match queue {
@@ -676,7 +676,7 @@ mod tests {
     #[tokio::test]
     async fn byte_budget_bounds_the_queue_and_is_released_when_taken() {
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let one = spans_payload("shop", [0]).encoded_len();
+        let one = spans_payload("shop", [0]).memory_bytes();
         let mut config = exporter_config("bytes", Protocol::HttpProtobuf);
         config.endpoint = Some(format!("http://{}", silent.local_addr().unwrap()));
         config.timeout = Duration::from_secs(60);

@@ -8,6 +8,7 @@
 //! and one way of counting.
 
 pub mod attributes;
+mod memory;
 
 use std::sync::Arc;
 
@@ -30,7 +31,13 @@ impl Payload {
         self.spans.is_empty() && self.logs.is_empty() && self.metrics.is_empty()
     }
 
-    /// Protobuf-encoded size: the estimate a queue's byte budget counts.
+    /// Heap bytes the payload holds while it waits: what a queue's byte budget counts
+    /// ([`memory`]).
+    pub fn memory_bytes(&self) -> usize {
+        memory::payload_bytes(self)
+    }
+
+    /// Protobuf-encoded size.
     pub fn encoded_len(&self) -> usize {
         use prost::Message;
         self.spans.iter().map(Message::encoded_len).sum::<usize>()
