@@ -56,7 +56,9 @@ if [ ! -x /usr/sbin/nginx ]; then
   echo "installing nginx (Debian package nginx-light)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+  # nginx-light is bookworm's small build; later releases fold it into nginx.
+  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null 2>&1 ||
+    apt-get install -y -qq --no-install-recommends nginx >/dev/null
 fi
 
 # npm ci wipes and reinstalls node_modules: only when the lock file changed since the last run.
