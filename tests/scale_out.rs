@@ -598,7 +598,22 @@ async fn a_faro_session_sprayed_over_replicas_is_counted_as_page_memory_misses()
     })
     .await;
     assert_eq!(total, 7, "nothing is lost, every record keeps its session");
-    assert!(on_trace < 7, "{on_trace} of 7 on the page-load trace");
+    // Only the navigation's replica knows the server span: the two vitals it was sent with.
+    assert_eq!(on_trace, 2, "records on the page-load trace");
+    // Batch 5's vitals name their navigation (`navigation_entry_id`): without the memory they
+    // still point at the documentLoad span id, in a trace of their own.
+    let document_load = sink
+        .spans()
+        .into_iter()
+        .find(|s| s.span.name == "documentLoad")
+        .expect("documentLoad");
+    let cls = sink
+        .logs()
+        .into_iter()
+        .find(|l| attr(&l.record.attributes, "browser.web_vital.name").as_deref() == Some("cls"))
+        .expect("CLS");
+    assert_eq!(hex(&cls.record.span_id), hex(&document_load.span.span_id));
+    assert_ne!(hex(&cls.record.trace_id), SERVER_TRACE);
     let mut misses = Vec::new();
     for r in &replicas {
         misses.push(r.metric("rum_bridge_faro_page_memory_misses_total").await);
