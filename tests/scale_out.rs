@@ -574,8 +574,9 @@ async fn three_replicas_behind_the_shipped_nginx_keep_sessions_whole_and_lose_no
     );
 }
 
-/// The same session sprayed over replicas without affinity loses its page-load trace, and the
-/// replicas count the misses (no fixed ports: the replicas are reached directly).
+/// The same session sprayed over replicas without affinity loses its page-load trace, the
+/// replicas count the misses, and a retry on another replica is exported twice (no fixed ports:
+/// the replicas are reached directly).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_faro_session_sprayed_over_replicas_is_counted_as_page_memory_misses() {
     let sink = Sink::start().await;
@@ -621,4 +622,24 @@ async fn a_faro_session_sprayed_over_replicas_is_counted_as_page_memory_misses()
     // Batch 0 (the navigation) went to replica 0; batches 1, 2, 4 and 5 met replicas that
     // never saw it; batch 3 came back to replica 0.
     assert_eq!(misses, [0.0, 2.0, 2.0], "misses per replica");
+
+    // A retry (same Idempotency-Key) that reaches another replica than the first attempt is
+    // taken as new and exported twice: only affinity prevents it.
+    let resp = send_faro(&replicas[1].client, &replicas[1].url("/collect"), &faro[0]).await;
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert!(
+        body["duplicate"].is_null() && body["accepted"].as_u64() > Some(0),
+        "{body}"
+    );
+    poll("the retried FCP exported a second time", LONG, || {
+        let fcp = sink
+            .logs()
+            .iter()
+            .filter(|l| {
+                attr(&l.record.attributes, "browser.web_vital.name").as_deref() == Some("fcp")
+            })
+            .count();
+        (fcp == 2).then_some(())
+    })
+    .await;
 }
