@@ -4,6 +4,8 @@
 #     (the version pinned in ROTEL_VERSION below), into ./.tools;
 #   - Debian's chromium and chromium-driver, for the browser tests (headless, driven over
 #     WebDriver);
+#   - Debian's nginx (nginx-light), the load balancer of the scale-out test (tests/scale_out.rs
+#     starts it with examples/scale-out/nginx.conf and its own prefix; the service is not used);
 #   - the npm packages the browser tests load into pages (tests/browser/package-lock.json:
 #     Grafana Faro Web SDK and tracing, Google web-vitals), with `npm ci`;
 #   - the loader's build tool (terser, pinned in loader/package-lock.json) into
@@ -50,6 +52,15 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx (Debian package nginx-light)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # nginx-light is bookworm's small build; later releases fold it into nginx.
+  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null 2>&1 ||
+    apt-get install -y -qq --no-install-recommends nginx >/dev/null
+fi
+
 # npm ci wipes and reinstalls node_modules: only when the lock file changed since the last run.
 lock=tests/browser/package-lock.json
 stamp=tests/browser/node_modules/.installed-from-lock
@@ -59,4 +70,4 @@ if ! cmp -s "$lock" "$stamp" 2>/dev/null; then
   cp "$lock" "$stamp"
 fi
 
-echo "test dependencies ready (.tools/, chromium, tests/browser/node_modules, loader/node_modules)"
+echo "test dependencies ready (.tools/, chromium, nginx, tests/browser/node_modules, loader/node_modules)"

@@ -1,7 +1,9 @@
 //! The Kubernetes manifests (`examples/k8s/`) checked without a cluster: the bridge is probed on
 //! its admin port, its Services expose only the public port, its configuration comes from the
 //! mounted ConfigMap and its user-id key from a Secret; the autoscaler and the disruption budget
-//! act on the standalone Deployment.
+//! act on the standalone Deployment. In front of it, the ingress-nginx and Gateway API (Envoy
+//! Gateway) examples hash the Faro route on the session header and balance the rest round-robin
+//! onto the bridge's public port, and the bridge trusts the proxies' `X-Forwarded-For`.
 
 mod common;
 mod deploy;
@@ -179,4 +181,129 @@ fn kubernetes_manifests_probe_the_admin_port_and_expose_only_ingest() {
         pdbs[0].1["spec"]["selector"]["matchLabels"],
         scaled["spec"]["template"]["metadata"]["labels"]
     );
+}
+
+/// The Faro SDK's session header: the key every example balancer hashes the Faro route on.
+const FARO_SESSION_HEADER: &str = "x-faro-session-id";
+
+fn documents(file: &str) -> Vec<Value> {
+    yaml_documents(repo_root().join("examples/k8s").join(file))
+}
+
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name}"))
+}
+
+/// A Service of `services` named `name` that selects the standalone bridge pods and exposes
+/// `port` (number or name) on their public `ingest` port.
+fn assert_reaches_ingest(services: &[&Value], pod: &Value, name: &str, port: &Value) {
+    let service = services
+        .iter()
+        .find(|s| s["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("Service {name}"));
+    let labels = pod["metadata"]["labels"].as_object().unwrap();
+    assert!(
+        service["spec"]["selector"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v)),
+        "{name} selects the bridge pods"
+    );
+    let exposed = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == *port || p["name"] == *port)
+        .unwrap_or_else(|| panic!("{name} exposes {port}"));
+    assert_eq!(exposed["targetPort"], "ingest", "{name}: the public port");
+}
+
+#[test]
+fn balancers_in_front_hash_the_faro_route_on_the_session_and_round_robin_the_rest() {
+    let standalone = documents("standalone.yaml");
+    let pod = &named(&standalone, "Deployment", "rum-bridge")["spec"]["template"];
+    let config: toml::Value = toml::from_str(str_of(
+        &named(&standalone, "ConfigMap", "rum-bridge")["data"]["rum-bridge.toml"],
+        "rum-bridge.toml",
+    ))
+    .unwrap();
+    assert!(
+        !config["server"]["trusted_proxies"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the bridge believes the balancer's X-Forwarded-For"
+    );
+
+    // ingress-nginx: the Faro route's own Service carries the hash; the rest is round-robin.
+    let ingress = documents("ingress-nginx.yaml");
+    let services: Vec<&Value> = standalone
+        .iter()
+        .chain(&ingress)
+        .filter(|d| d["kind"] == "Service")
+        .collect();
+    let mut routes = Vec::new();
+    for doc in ingress.iter().filter(|d| d["kind"] == "Ingress") {
+        let hash =
+            doc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/upstream-hash-by"].as_str();
+        for rule in doc["spec"]["rules"].as_array().unwrap() {
+            for path in rule["http"]["paths"].as_array().unwrap() {
+                let backend = &path["backend"]["service"];
+                let service = str_of(&backend["name"], "backend service");
+                assert_reaches_ingest(&services, pod, service, &backend["port"]["name"]);
+                routes.push((str_of(&path["path"], "path").to_owned(), service, hash));
+            }
+        }
+    }
+    let collect = routes.iter().find(|r| r.0 == "/collect").expect("/collect");
+    assert_eq!(collect.2, Some("$http_x_faro_session_id"));
+    let rest = routes.iter().find(|r| r.0 == "/").expect("/");
+    assert_eq!(rest.2, None, "everything else round-robin");
+    assert_ne!(
+        collect.1, rest.1,
+        "ingress-nginx hashes per Service: the Faro route has its own"
+    );
+
+    // Gateway API with Envoy Gateway: a consistent hash on the header for the Faro route only.
+    let gateway = documents("gateway-envoy.yaml");
+    let policy_of = |route: &str| -> &Value {
+        &gateway
+            .iter()
+            .find(|d| {
+                d["kind"] == "BackendTrafficPolicy"
+                    && d["spec"]["targetRefs"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|t| t["kind"] == "HTTPRoute" && t["name"] == route)
+            })
+            .unwrap_or_else(|| panic!("a BackendTrafficPolicy for {route}"))["spec"]["loadBalancer"]
+    };
+    let mut prefixes = Vec::new();
+    for route in gateway.iter().filter(|d| d["kind"] == "HTTPRoute") {
+        let name = str_of(&route["metadata"]["name"], "HTTPRoute name");
+        for rule in route["spec"]["rules"].as_array().unwrap() {
+            for backend in rule["backendRefs"].as_array().unwrap() {
+                let service = str_of(&backend["name"], "backendRef");
+                assert_reaches_ingest(&services, pod, service, &backend["port"]);
+            }
+            for m in rule["matches"].as_array().unwrap() {
+                let prefix = str_of(&m["path"]["value"], "path").to_owned();
+                let lb = policy_of(name);
+                if prefix == "/collect" {
+                    assert_eq!(lb["type"], "ConsistentHash", "{name}");
+                    assert_eq!(lb["consistentHash"]["type"], "Header");
+                    assert_eq!(lb["consistentHash"]["header"]["name"], FARO_SESSION_HEADER);
+                } else {
+                    assert_eq!(lb["type"], "RoundRobin", "{name}");
+                }
+                prefixes.push(prefix);
+            }
+        }
+    }
+    prefixes.sort();
+    assert_eq!(prefixes, ["/", "/collect"]);
 }

@@ -102,6 +102,9 @@ pub struct Metrics {
     pub span_events_dropped: Counter,
     /// Span links cut by `limits.max_links_per_span`.
     pub span_links_dropped: Counter,
+    /// Faro batches of a session whose page view this replica does not remember (sessions
+    /// spread over replicas without affinity, or a restart): docs/scaling.md.
+    pub faro_page_memory_misses: Counter,
     /// Bytes held in each exporter's disk buffer.
     pub buffer_bytes: Family<Exporter, Gauge>,
     /// Disk buffer records that failed their checksum (or were truncated) and were skipped.
@@ -212,6 +215,13 @@ impl Metrics {
             "Span links cut by limits.max_links_per_span",
             span_links_dropped.clone(),
         );
+        let faro_page_memory_misses = Counter::default();
+        registry.register(
+            "faro_page_memory_misses",
+            "Faro batches without a navigation whose session's page view this replica does not \
+             remember (no session affinity, or a restart)",
+            faro_page_memory_misses.clone(),
+        );
         let buffer_bytes = Family::<Exporter, Gauge>::default();
         registry.register(
             "buffer_bytes",
@@ -255,6 +265,7 @@ impl Metrics {
             attributes_dropped,
             span_events_dropped,
             span_links_dropped,
+            faro_page_memory_misses,
             buffer_bytes,
             buffer_corrupt_records,
             buffer_dropped_records,

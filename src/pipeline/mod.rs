@@ -143,8 +143,25 @@ pub enum PageView {
     /// Every batch carries its page view (native beacons).
     InBatch,
     /// The page load is reported once; later batches of the session take the page view of
-    /// its last navigation (Faro). `navigation`: this batch reports one.
-    Remembered { navigation: bool },
+    /// its last navigation (Faro, Splunk RUM). `navigation`: this batch reports one.
+    Remembered {
+        navigation: bool,
+        /// Whose memory it is: a Faro batch that finds none is counted
+        /// (`rum_bridge_faro_page_memory_misses_total`).
+        format: RememberedFormat,
+    },
+}
+
+/// The formats whose batches rely on the page-view memory ([`PageView::Remembered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RememberedFormat {
+    /// Grafana Faro: a load balancer can keep a session on one replica by its
+    /// `x-faro-session-id` header, so a batch without memory means the routing is wrong (or the
+    /// replica restarted) and is counted.
+    Faro,
+    /// Splunk RUM (Zipkin): the session id is only in the body, so no header routes it; misses
+    /// are not counted (docs/scaling.md).
+    SplunkRum,
 }
 
 /// What a RUM decoder (native beacons, Faro, Zipkin/Splunk RUM) produced.
@@ -289,8 +306,8 @@ impl Ingest {
             // Spans that came as spans move with the rest of the batch.
             convert::embedded::shift_times(&mut spans, skew);
         }
-        if let PageView::Remembered { navigation } = page_view {
-            self.correlate_page_view(ctx, navigation);
+        if let PageView::Remembered { navigation, format } = page_view {
+            self.correlate_page_view(ctx, navigation, format);
         }
 
         // The same privacy rules as every other format: scrub, then sample and apply consent.
@@ -450,7 +467,18 @@ impl Ingest {
     /// Ties a batch to its page view (see [`memory`]): a navigation is remembered for its
     /// session; a later batch without one takes the page-view id, server span and
     /// `documentLoad` span of the session's last navigation, unless it names another page view.
-    fn correlate_page_view(&self, ctx: &mut PageContext, navigation: bool) {
+    ///
+    /// Without a remembered navigation (another replica took it, this one restarted, or the
+    /// SDK reports none) the batch keeps what it carries itself: its session, its page URL and
+    /// the page-view id its items name, if any; with that id the `documentLoad` span id is
+    /// derived as the navigation's was, but the server's trace id is unknowable. A Faro batch
+    /// in that case is counted, so a load balancer without session affinity shows.
+    fn correlate_page_view(
+        &self,
+        ctx: &mut PageContext,
+        navigation: bool,
+        format: RememberedFormat,
+    ) {
         let Some(session) = ctx.session_id.as_deref() else {
             return;
         };
@@ -466,6 +494,9 @@ impl Ingest {
             return;
         }
         let Some(memo) = self.page_views.recall(key, now) else {
+            if format == RememberedFormat::Faro {
+                self.metrics.faro_page_memory_misses.inc();
+            }
             return;
         };
         match (&ctx.page_view_id, &memo.page_view_id) {

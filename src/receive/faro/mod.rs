@@ -52,7 +52,7 @@ use super::client_ip::ClientIp;
 use super::error::{json_body, EdgeError, Reason};
 use super::{accepted, cors, header_str, EdgeState};
 use crate::pipeline::memory::retry_key;
-use crate::pipeline::{BrowserClock, PageView, RumInput};
+use crate::pipeline::{BrowserClock, PageView, RememberedFormat, RumInput};
 
 pub use decode::{decode, FaroBatch, FaroError};
 
@@ -183,6 +183,7 @@ impl EdgeState {
             clock: BrowserClock::NewestItem(newest_ms),
             page_view: PageView::Remembered {
                 navigation: has_navigation,
+                format: RememberedFormat::Faro,
             },
             spans: resource_spans,
             span_count,

@@ -28,7 +28,7 @@ use super::apps::Resolved;
 use super::client_ip::ClientIp;
 use super::error::EdgeError;
 use super::{header_str, key_outside_body, EdgeState, KeyQuery};
-use crate::pipeline::{BrowserClock, PageView, RumInput};
+use crate::pipeline::{BrowserClock, PageView, RememberedFormat, RumInput};
 
 pub use decode::{decode, looks_like_zipkin, ZipkinError};
 pub use rum::{interpret, SplunkBatch};
@@ -82,6 +82,7 @@ impl EdgeState {
             clock: BrowserClock::NewestItem(newest_ms),
             page_view: PageView::Remembered {
                 navigation: has_navigation,
+                format: RememberedFormat::SplunkRum,
             },
             spans,
             span_count,
