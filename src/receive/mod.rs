@@ -14,6 +14,7 @@ pub mod apps;
 pub mod body;
 pub mod client_ip;
 pub mod cors;
+pub mod elastic;
 pub mod error;
 pub mod faro;
 pub(crate) mod lenient;
@@ -109,6 +110,14 @@ pub fn router(state: Arc<EdgeState>) -> Router {
             post(otlp::ingest::<ExportMetricsServiceRequest>).options(preflight),
         )
         .route(zipkin::ROUTE, post(zipkin::ingest).options(preflight))
+        .route(
+            elastic::ROUTE_V2,
+            post(elastic::ingest_v2).options(preflight),
+        )
+        .route(
+            elastic::ROUTE_V3,
+            post(elastic::ingest_v3).options(preflight),
+        )
         .with_state(state)
 }
 
