@@ -344,20 +344,34 @@ fn transaction(
     };
     if v3 {
         let ids = (t.id, t.trace_id);
-        for (index, item) in m
+        let items: &[Value] = m
             .get("y")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+            .map_or(&[], Vec::as_slice);
+        // APM Server's v3 model also names the parent by its index in `y` (`pi`).
+        let span_ids: Vec<Option<[u8; 8]>> = items
+            .iter()
+            .map(|i| i.get("id").and_then(Value::as_str).and_then(parse_span_id))
+            .collect();
+        for (index, item) in items.iter().enumerate() {
             // A bad span inside a transaction costs that span only.
             let parsed = match item.as_object() {
                 Some(s) => span(s, true, Some(ids)),
                 None => Err((Reason::NotAnObject, "is not an object".into())),
             };
             match parsed {
-                Ok(s) => t.spans.push(s),
+                Ok(mut s) => {
+                    if s.parent_id.is_none() {
+                        s.parent_id = item
+                            .get("pi")
+                            .and_then(Value::as_u64)
+                            .and_then(|pi| {
+                                span_ids.get(usize::try_from(pi).ok()?).copied().flatten()
+                            })
+                            .filter(|p| *p != s.id);
+                    }
+                    t.spans.push(s);
+                }
                 Err((reason, problem)) => rejected.push(Rejected {
                     reason,
                     detail: format!("line {line_no}: span {index}: {problem}"),

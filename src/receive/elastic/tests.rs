@@ -349,7 +349,8 @@ fn v3_spans_with_bad_ids_cost_only_themselves() {
         "{{\"m\":{{\"se\":{{\"n\":\"shop\"}}}}}}\n{{\"x\":{{\"id\":\"0123456789abcdef\",\
          \"tid\":\"{SERVER_TRACE}\",\"n\":\"Click\",\"t\":\"user-interaction\",\"d\":5,\
          \"y\":[{{\"id\":\"nope\"}},{{\"id\":\"2123456789abcdef\",\"n\":\"GET /x\",\"t\":\"external\",\
-         \"su\":\"http\",\"s\":1,\"d\":2,\"c\":{{\"h\":{{\"url\":\"/x\",\"mt\":\"GET\",\"sc\":500}}}},\"o\":\"failure\"}}]}}}}\n"
+         \"su\":\"http\",\"s\":1,\"d\":2,\"c\":{{\"h\":{{\"url\":\"/x\",\"mt\":\"GET\",\"sc\":500}}}},\"o\":\"failure\"}},\
+         {{\"id\":\"3123456789abcdef\",\"n\":\"child\",\"t\":\"app\",\"s\":1,\"d\":1,\"pi\":1}}]}}}}\n"
     );
     let intake = decode(body.as_bytes(), 3, 100).unwrap();
     assert_eq!(intake.rejected.len(), 1);
@@ -360,4 +361,6 @@ fn v3_spans_with_bad_ids_cost_only_themselves() {
     assert_eq!(get.kind, SpanKind::Client as i32);
     assert_eq!(hex(&get.parent_span_id), "0123456789abcdef");
     assert_eq!(get.status.as_ref().unwrap().code, 2, "failure → ERROR");
+    // `pi`: the parent by its index in `y`.
+    assert_eq!(named(&all, "child")[0].parent_span_id, get.span_id);
 }
