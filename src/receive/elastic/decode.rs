@@ -27,8 +27,8 @@ pub enum IntakeError {
     )]
     NoMetadata,
     #[error(
-        "{count} lines in one request, more than max_events_per_batch ({max}); \
-         send smaller batches"
+        "{count} events (lines and v3 spans) in one request, more than max_events_per_batch \
+         ({max}); send smaller batches"
     )]
     TooManyItems { count: usize, max: usize },
     #[error("JSON is nested deeper than {MAX_JSON_DEPTH} levels")]
@@ -151,6 +151,14 @@ pub fn decode(body: &[u8], version: u8, max_items: usize) -> Result<Intake, Inta
         if let Err((reason, problem)) = result {
             out.rejected.push(reject(reason, problem));
         }
+    }
+    // v3 spans travel inside their transaction: they count against the same limit.
+    let nested: usize = out.transactions.iter().map(|t| t.spans.len()).sum();
+    if rest.len() + nested > max_items {
+        return Err(IntakeError::TooManyItems {
+            count: rest.len() + nested,
+            max: max_items,
+        });
     }
     // v2 spans join their transaction, when it is in the body.
     for s in spans {

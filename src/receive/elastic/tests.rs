@@ -295,6 +295,15 @@ fn bodies_without_metadata_or_with_too_many_lines_are_refused() {
         decode(many.as_bytes(), 2, 10).unwrap_err().reason(),
         Reason::TooManyItems
     );
+    let spans = format!(
+        "{{\"m\":{{}}}}\n{{\"x\":{{\"id\":\"0123456789abcdef\",\"tid\":\"{SERVER_TRACE}\",\"y\":[{}]}}}}",
+        [r#"{"id":"1123456789abcdef"}"#; 10].join(",")
+    );
+    assert_eq!(
+        decode(spans.as_bytes(), 3, 10).unwrap_err().reason(),
+        Reason::TooManyItems,
+        "v3 spans count"
+    );
     let deep = format!("{META}\n{}{}", "[".repeat(40), "]".repeat(40));
     assert_eq!(
         decode(deep.as_bytes(), 2, 10).unwrap_err().reason(),
