@@ -328,6 +328,16 @@ async fn captured_elastic_rum_v3_requests_and_a_bad_line() {
     assert_eq!(resp.status(), 400);
     let answer: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(answer["reason"], "wrong_shape");
+    // A media type that is no NDJSON, JSON or text: 415 before the body is read.
+    let resp = bridge
+        .client
+        .post(bridge.url("/intake/v3/rum/events"))
+        .header("content-type", "application/xml")
+        .body("<m/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
     poll("the handmade route-change span", WAIT, || {
         sink.spans()
             .iter()
