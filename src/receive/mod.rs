@@ -2,7 +2,7 @@
 //!
 //! A handler refuses what it must before paying for it (shutting down or full queues, rate
 //! limits, media type, app key and origin), reads the body within its limits (gzip included),
-//! decodes it with its format's decoder (`native`, `faro`, `otlp`, `zipkin`), and hands the result with
+//! decodes it with its format's decoder (`native`, `faro`, `otlp`, `zipkin`, `elastic`), and hands the result with
 //! the request's facts to the [`crate::pipeline`]; then it answers `202` (the pipeline only
 //! waits, with a disk buffer, for the payload to be written to it). Every refusal is a
 //! documented status with a JSON body and a counted reason (docs/architecture.md#errors).
