@@ -22,7 +22,7 @@ use rum_bridge::process::limits::ItemLimits;
 use rum_bridge::process::otlp::normalize_span;
 use rum_bridge::process::{Processor, RequestInfo};
 use rum_bridge::receive::body::{gunzip_limited, BodyFormat};
-use rum_bridge::receive::{faro, native, otlp, zipkin};
+use rum_bridge::receive::{elastic, faro, native, otlp, zipkin};
 
 /// One fuzzed entry point.
 pub type Target = fn(&[u8]);
@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("url_scrub", url_scrub),
     ("gunzip", gunzip),
     ("zipkin", zipkin_spans),
+    ("elastic", elastic_intake),
 ];
 
 struct Shared {
@@ -117,6 +118,40 @@ pub fn zipkin_spans(data: &[u8]) {
         let mut payload = convert(&out.batch, &s.convert);
         payload.spans.append(&mut out.spans);
         finish(payload);
+    }
+}
+
+/// `POST /intake/v2/rum/events` and `/intake/v3/rum/events` (Elastic RUM): gunzip when the
+/// input is gzip (the agent compresses its bodies), decode as both versions, give the events
+/// their RUM meaning in both correlation modes, scrub, convert, shift by a skew.
+pub fn elastic_intake(data: &[u8]) {
+    let s = shared();
+    let unzipped;
+    let data = if data.starts_with(&[0x1f, 0x8b]) {
+        match gunzip_limited(data, 1 << 20) {
+            Ok(out) => {
+                unzipped = out;
+                &unzipped[..]
+            }
+            Err(_) => return,
+        }
+    } else {
+        data
+    };
+    for version in [2, 3] {
+        for mode in [PageLoadCorrelation::Child, PageLoadCorrelation::Link] {
+            let Ok(intake) = elastic::decode(data, version, limits().max_events_per_batch) else {
+                return;
+            };
+            let mut out = elastic::interpret(intake, mode, 1_800_000_000_000.0);
+            embedded::shift_times(&mut out.spans, -5_000.5);
+            s.processor.process_batch(&mut out.batch);
+            s.processor
+                .process_otlp_spans(&mut out.spans, &RequestInfo::default());
+            let mut payload = convert(&out.batch, &s.convert);
+            payload.spans.append(&mut out.spans);
+            finish(payload);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A handler refuses what it must before paying for it (shutting down or full queues, rate
 //! limits, media type, app key and origin), reads the body within its limits (gzip included),
-//! decodes it with its format's decoder (`native`, `faro`, `otlp`, `zipkin`), and hands the result with
+//! decodes it with its format's decoder (`native`, `faro`, `otlp`, `zipkin`, `elastic`), and hands the result with
 //! the request's facts to the [`crate::pipeline`]; then it answers `202` (the pipeline only
 //! waits, with a disk buffer, for the payload to be written to it). Every refusal is a
 //! documented status with a JSON body and a counted reason (docs/architecture.md#errors).
@@ -14,6 +14,7 @@ pub mod apps;
 pub mod body;
 pub mod client_ip;
 pub mod cors;
+pub mod elastic;
 pub mod error;
 pub mod faro;
 pub(crate) mod lenient;
@@ -109,6 +110,14 @@ pub fn router(state: Arc<EdgeState>) -> Router {
             post(otlp::ingest::<ExportMetricsServiceRequest>).options(preflight),
         )
         .route(zipkin::ROUTE, post(zipkin::ingest).options(preflight))
+        .route(
+            elastic::ROUTE_V2,
+            post(elastic::ingest_v2).options(preflight),
+        )
+        .route(
+            elastic::ROUTE_V3,
+            post(elastic::ingest_v3).options(preflight),
+        )
         .with_state(state)
 }
 
