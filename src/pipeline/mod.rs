@@ -162,6 +162,8 @@ pub enum RememberedFormat {
     /// Splunk RUM (Zipkin): the session id is only in the body, so no header routes it; misses
     /// are not counted (docs/scaling.md).
     SplunkRum,
+    /// Elastic RUM: the same, its session is only in the body.
+    ElasticRum,
 }
 
 /// What a RUM decoder (native beacons, Faro, Zipkin/Splunk RUM) produced.

@@ -29,7 +29,7 @@ use super::apps::Resolved;
 use super::client_ip::ClientIp;
 use super::error::EdgeError;
 use super::{header_str, key_outside_body, now_ms, EdgeState, KeyQuery};
-use crate::pipeline::{BrowserClock, PageView, RumInput};
+use crate::pipeline::{BrowserClock, PageView, RememberedFormat, RumInput};
 
 pub use decode::{decode, Intake, IntakeError};
 pub use rum::{interpret, ElasticBatch};
@@ -153,6 +153,7 @@ impl EdgeState {
             clock: BrowserClock::NewestItem(newest_ms),
             page_view: PageView::Remembered {
                 navigation: has_navigation,
+                format: RememberedFormat::ElasticRum,
             },
             spans,
             span_count,
