@@ -24,12 +24,19 @@ pub trait OtlpSignal: Message + Default + DeserializeOwned {
         NonFinite::default()
     }
     fn into_payload(self) -> Payload;
+    /// Resources, scopes and items together (what `limits.max_events_per_batch` bounds).
+    fn entries(&self) -> u64;
 }
 
 impl OtlpSignal for ExportTraceServiceRequest {
     const KIND: &'static str = "span";
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
         prepare_traces(self, enrich)
+    }
+    fn entries(&self) -> u64 {
+        let r = &self.resource_spans;
+        let scopes = r.iter().flat_map(|r| &r.scope_spans);
+        (r.len() + scopes.clone().count() + scopes.map(|s| s.spans.len()).sum::<usize>()) as u64
     }
     fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped> {
         processor.process_otlp_spans(&mut self.resource_spans, request)
@@ -47,6 +54,12 @@ impl OtlpSignal for ExportLogsServiceRequest {
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
         prepare_logs(self, enrich)
     }
+    fn entries(&self) -> u64 {
+        let r = &self.resource_logs;
+        let scopes = r.iter().flat_map(|r| &r.scope_logs);
+        (r.len() + scopes.clone().count() + scopes.map(|s| s.log_records.len()).sum::<usize>())
+            as u64
+    }
     fn apply_privacy(&mut self, processor: &Processor, request: &RequestInfo) -> Option<Dropped> {
         processor.process_otlp_logs(&mut self.resource_logs, request)
     }
@@ -62,6 +75,11 @@ impl OtlpSignal for ExportMetricsServiceRequest {
     const KIND: &'static str = "metric";
     fn prepare(&mut self, enrich: &Enrichment<'_>) -> usize {
         prepare_metrics(self, enrich)
+    }
+    fn entries(&self) -> u64 {
+        let r = &self.resource_metrics;
+        let scopes = r.iter().flat_map(|r| &r.scope_metrics);
+        (r.len() + scopes.clone().count() + scopes.map(|s| s.metrics.len()).sum::<usize>()) as u64
     }
     fn drop_non_finite(&mut self) -> NonFinite {
         drop_non_finite_points(&mut self.resource_metrics)

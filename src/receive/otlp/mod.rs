@@ -2,7 +2,7 @@
 //!
 //! Rate limit and app key before the body (the key is outside it, so unknown apps never cost a
 //! body read), read, measure against the request budgets ([`budget`]: entries and decoded size,
-//! before anything is built), decode ([`decode`]); the pipeline enriches, normalizes, applies
+//! before anything is built, unless the body is too small to matter), decode ([`decode`]); the pipeline enriches, normalizes, applies
 //! the privacy rules and enqueues. Success is an empty `Export*ServiceResponse` in the request's encoding.
 
 pub mod budget;
@@ -81,14 +81,16 @@ pub(super) async fn ingest<T: OtlpRoute>(
         )?;
         st.rate_limits.check_app(&app)?;
         let bytes = st.read(&headers, body).await?;
-        budget::measure(
-            &bytes,
-            format,
-            T::ROOT,
-            T::KIND,
-            &budget::Budget::new(&st.config.limits),
-        )?;
+        let budget = budget::Budget::new(&st.config.limits);
+        // A small body cannot go over the decoded-size budget: decode it, then count.
+        let small = budget::small_enough(bytes.len(), &budget);
+        if !small {
+            budget::measure(&bytes, format, T::ROOT, T::KIND, &budget)?;
+        }
         let request = T::decode_body(&bytes, format)?;
+        if small {
+            budget::check_entries(request.entries(), T::KIND, &budget)?;
+        }
         let facts = st.facts(&app, &headers, client_ip);
         st.ingest
             .otlp(request, &facts)

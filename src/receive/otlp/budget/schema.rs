@@ -140,6 +140,49 @@ impl Msg {
         size as u64
     }
 
+    /// Every message type (for bounds over all of them: [`Msg::largest`]).
+    pub const ALL: [Msg; 34] = [
+        Msg::TraceRequest,
+        Msg::LogsRequest,
+        Msg::MetricsRequest,
+        Msg::ResourceSpans,
+        Msg::ResourceLogs,
+        Msg::ResourceMetrics,
+        Msg::Resource,
+        Msg::ScopeSpans,
+        Msg::ScopeLogs,
+        Msg::ScopeMetrics,
+        Msg::Scope,
+        Msg::Span,
+        Msg::Event,
+        Msg::Link,
+        Msg::Status,
+        Msg::LogRecord,
+        Msg::Metric,
+        Msg::Gauge,
+        Msg::Sum,
+        Msg::Histogram,
+        Msg::ExpHistogram,
+        Msg::Summary,
+        Msg::NumberPoint,
+        Msg::HistogramPoint,
+        Msg::ExpHistogramPoint,
+        Msg::Buckets,
+        Msg::SummaryPoint,
+        Msg::Quantile,
+        Msg::Exemplar,
+        Msg::KeyValue,
+        Msg::AnyValue,
+        Msg::ArrayValue,
+        Msg::KvList,
+        Msg::EntityRef,
+    ];
+
+    /// The Rust size of the largest message type.
+    pub fn largest() -> u64 {
+        Msg::ALL.iter().map(|m| m.size()).max().unwrap_or(0)
+    }
+
     pub fn role(self) -> Role {
         match self {
             Msg::ResourceSpans | Msg::ResourceLogs | Msg::ResourceMetrics => Role::Resource,

@@ -200,3 +200,78 @@ fn malformed_bodies_are_refused_as_the_decoder_would() {
     .unwrap();
     assert_eq!(tally.items, 1);
 }
+
+#[test]
+fn bodies_small_enough_to_skip_the_walk_cannot_reach_the_decoded_budget() {
+    // A huge budget, so the walk measures instead of stopping: the densest bodies of empty
+    // messages stay under the per-byte bound `small_enough` assumes.
+    let roomy = Budget {
+        max_entries: u64::MAX,
+        max_decoded_bytes: u64::MAX,
+    };
+    let dense = [
+        (
+            repeated(
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":["#,
+                "{}",
+                5_000,
+                "]}]}]}",
+            ),
+            Msg::TraceRequest,
+        ),
+        (
+            repeated(
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"events":["#,
+                "{}",
+                5_000,
+                "]}]}]}]}",
+            ),
+            Msg::TraceRequest,
+        ),
+        (
+            repeated(
+                r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"arrayValue":{"values":["#,
+                "{}",
+                5_000,
+                "]}}}]}]}]}",
+            ),
+            Msg::LogsRequest,
+        ),
+        (
+            repeated(
+                r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":["#,
+                "{}",
+                5_000,
+                "]}}]}]}]}",
+            ),
+            Msg::MetricsRequest,
+        ),
+        (
+            repeated(r#"{"resourceSpans":["#, "{}", 5_000, "]}"),
+            Msg::TraceRequest,
+        ),
+    ];
+    for (body, root) in dense {
+        let tally = measure(body.as_bytes(), BodyFormat::Json, root, "item", &roomy).unwrap();
+        assert!(
+            tally.decoded_bytes <= body.len() as u64 * worst_decoded_per_body_byte(),
+            "{} decoded bytes per body byte for {root:?}",
+            tally.decoded_bytes / body.len() as u64
+        );
+    }
+    // With the default limits a browser's page load skips the walk; a megabyte does not.
+    assert!(small_enough(30 * 1024, &budget()));
+    assert!(!small_enough(1024 * 1024, &budget()));
+}
+
+#[test]
+fn entries_counted_after_decoding_are_refused_like_the_walk_refuses_them() {
+    let request = spans(1, 999, Span::default());
+    let walked = proto(&request.encode_to_vec(), Msg::TraceRequest).unwrap_err();
+    let counted = check_entries(1 + 1 + 999, "span", &budget()).unwrap_err();
+    assert_eq!(
+        (counted.status(), counted.reason(), counted.to_string()),
+        (walked.status(), walked.reason(), walked.to_string())
+    );
+    assert!(check_entries(1000, "span", &budget()).is_ok());
+}
