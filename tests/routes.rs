@@ -489,3 +489,101 @@ async fn in_chromium_the_renamed_loader_posts_to_the_renamed_route() {
     );
     browser.close().await;
 }
+
+#[test]
+fn a_bad_routes_table_stops_start_up_naming_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rb.toml");
+    std::fs::write(
+        &path,
+        "[routes]\nprefix = \"/t\"\nnative = \"/b\"\nzipkin = \"/b\"\nloader = \"rum.js\"\nfaro = \"/a/f\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bridge_binary())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "rb.toml:5: routes.loader: \"rum.js\" must start with \"/\"",
+        "rb.toml:4: routes.zipkin: \"/b\" is also routes.native (\"/b\")",
+        "rb.toml:6: routes.faro: \"/a/f\" overlaps routes.app_key_path (\"/a\")",
+    ] {
+        assert!(err.contains(expected), "{expected} in:\n{err}");
+    }
+
+    std::fs::write(&path, "[routes]\nnativ = \"/b\"\n").unwrap();
+    let out = std::process::Command::new(bridge_binary())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `nativ`"), "{err}");
+}
+
+/// With every log line on (`RUST_LOG=trace`), path-form requests, accepted and refused, leave no
+/// key in the daemon's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_keys_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, admin) = (free_port(), free_port());
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{ingest}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\n{}",
+        app("blog", "pk_blog_key", &[BLOG])
+    );
+    std::fs::write(dir.path().join("rb.toml"), config).unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(bridge_binary())
+        .args(["run", "--config", "rb.toml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .env("NO_COLOR", "1")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("RUM_BRIDGE_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let client = http_client();
+    let deadline = std::time::Instant::now() + WAIT;
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    while !client
+        .get(&readyz)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge did not become ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let url = |path: &str| format!("http://127.0.0.1:{ingest}{path}");
+    let mut statuses = Vec::new();
+    for path in [
+        "/a/pk_blog_key/v1/traces",
+        "/a/pk_unknown_key/v1/traces",
+        "/a/pk_blog_key/v1/nope",
+    ] {
+        let resp = client
+            .post(url(path))
+            .header("content-type", "application/json")
+            .body(otlp_trace("abababababababababababababab0001"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [202, 401, 404]);
+    terminate(&mut child, "rum-bridge").await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().count() > 3, "the log was written:\n{text}");
+    for key in ["pk_blog_key", "pk_unknown_key"] {
+        assert!(!text.contains(key), "{key} in the log:\n{text}");
+    }
+}
