@@ -8,8 +8,9 @@
 //! 1. open for traffic (else `503` with `Retry-After`), media type (JSON, optionally gzip);
 //! 2. the app: its key from the path (Grafana Cloud's URL shape), else the rule of every route
 //!    (`x-api-key`, `?key=`, the path form `/a/{app_key}/collect`, else the one app listing the
-//!    `Origin`, docs/apps.md), checked **before** the body is read (`401`/`403`); with no apps configured
-//!    (development mode) any key is accepted and the app is named by `meta.app.name`;
+//!    `Origin`, docs/apps.md), checked **before** the body is read (`401`/`403`); with no apps
+//!    configured (development mode) any key is accepted and the app is named by
+//!    `meta.app.name`;
 //! 3. a retry of a batch already accepted (same `Idempotency-Key`) is answered `202` without
 //!    reading it ([`crate::pipeline::memory::Retries`]);
 //! 4. the body, limited on the wire and after gzip (`413`);
