@@ -25,8 +25,15 @@ use tower::ServiceExt;
 use crate::config::RoutesConfig;
 
 /// The app key a request gave in the path form (`/a/{app_key}/…`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PathKey(pub String);
+
+/// Masked: a debug print of the request's extensions shows no key.
+impl std::fmt::Debug for PathKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PathKey(***)")
+    }
+}
 
 /// The public paths of the ingest listener and the canonical path each one stands for.
 #[derive(Debug, Clone)]
@@ -152,6 +159,11 @@ mod tests {
         ] {
             assert_eq!(resolve(&p, not_public), None, "{not_public}");
         }
+    }
+
+    #[test]
+    fn a_path_key_prints_masked() {
+        assert_eq!(format!("{:?}", PathKey("pk_x".into())), "PathKey(***)");
     }
 
     #[test]
