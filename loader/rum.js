@@ -281,6 +281,8 @@
     const script = doc.currentScript || doc.querySelector('script[data-app]');
     const data = script.dataset;
     // Next to the script: /v1/rum on the bridge, also when a proxy mounts it under a prefix.
+    // The bridge replaces this literal in the script it serves when [routes] moves the loader
+    // or the native route (src/receive/loader.rs): keep it the only "v1/rum" string.
     const endpoint = new URL('v1/rum', script.src).href;
     const prefixes = parsePrefixes(data.propagate, loc.href);
     const rate = parseFloat(data.sampleRate);

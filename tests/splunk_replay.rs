@@ -50,8 +50,13 @@ async fn captured_splunk_rum_requests_are_correlated_end_to_end() {
     let requests = captured("splunk-rum.jsonl");
     let queries = queries("splunk-rum.jsonl");
     assert!(requests.len() >= 3);
-    // Without the token (apps are configured) the agent is refused before its body is read.
-    let resp = replay(&bridge.client, &bridge.url("/v1/rum"), &requests[0]).await;
+    // With a wrong token (apps are configured) the agent is refused before its body is read.
+    let resp = replay(
+        &bridge.client,
+        &bridge.url("/v1/rum?auth=wrong"),
+        &requests[0],
+    )
+    .await;
     assert_eq!(resp.status(), 401);
     for (req, query) in requests.iter().zip(&queries) {
         assert_eq!(query, &format!("auth={TOKEN}"));

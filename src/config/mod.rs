@@ -18,6 +18,7 @@ pub mod presets;
 pub mod privacy;
 pub mod rate_limits;
 pub mod redact;
+pub mod routes;
 pub mod sampling;
 pub mod server;
 pub mod sourcemaps;
@@ -33,6 +34,7 @@ pub use exporter::{
 pub use presets::Preset;
 pub use privacy::PrivacyConfig;
 pub use rate_limits::RateLimitsConfig;
+pub use routes::RoutesConfig;
 pub use sampling::SamplingConfig;
 pub use server::ServerConfig;
 pub use sourcemaps::SourcemapsConfig;
@@ -59,6 +61,7 @@ pub struct Config {
     pub geo: GeoConfig,
     pub faro: FaroConfig,
     pub sourcemaps: SourcemapsConfig,
+    pub routes: RoutesConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<AppConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -742,6 +745,7 @@ replacement = "{a/b}"
         assert_eq!(show(&example.rate_limits), show(&defaults.rate_limits));
         assert_eq!(show(&example.sampling), show(&defaults.sampling));
         assert_eq!(show(&example.faro), show(&defaults.faro));
+        assert_eq!(show(&example.routes), show(&defaults.routes));
         let mut exporter = example.exporters[0].clone();
         exporter.endpoint = None;
         let mut default_exporter = ExporterConfig::new("collector", Protocol::Grpc);

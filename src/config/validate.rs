@@ -24,6 +24,7 @@ pub(super) fn problems(config: &Config) -> Vec<String> {
     p.0.extend(config.rate_limits.problems());
     p.0.extend(config.sampling.problems());
     p.0.extend(config.sourcemaps.problems());
+    p.0.extend(config.routes.problems());
     if let Some(path) = &config.geo.database {
         if !path.is_file() {
             p.add(

@@ -19,6 +19,8 @@ pub enum Reason {
     UnknownApp,
     /// More than one different app key in one request (`?key=a&key=b`, repeated `x-api-key`).
     AmbiguousAppKey,
+    /// No app key, and the request's `Origin` is listed by more than one app.
+    AmbiguousOrigin,
     OriginNotAllowed,
     RateLimitedIp,
     RateLimitedApp,
@@ -69,6 +71,7 @@ impl Reason {
             Reason::InvalidGzip => "invalid_gzip",
             Reason::UnknownApp => "unknown_app",
             Reason::AmbiguousAppKey => "ambiguous_app_key",
+            Reason::AmbiguousOrigin => "ambiguous_origin",
             Reason::OriginNotAllowed => "origin_not_allowed",
             Reason::RateLimitedIp => "rate_limited_ip",
             Reason::RateLimitedApp => "rate_limited_app",

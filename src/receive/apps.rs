@@ -1,8 +1,13 @@
-//! App keys and allowed origins.
+//! App keys and allowed origins: which app a request is for (docs/apps.md).
 //!
 //! Browsers send a public app key; the edge maps it to the app's identity (`service.name`,
-//! environment, version) and checks the request's `Origin` against the app's allow-list. With no
-//! apps configured the bridge runs in development mode and accepts any key and origin.
+//! environment, version) and checks the request's `Origin` against the app's allow-list. Agents
+//! that cannot send our key at all (Elastic RUM, Boomerang) are served by the same rule on every
+//! route, written once here and in [`super::key_outside_body`]: the key from the body, the
+//! `x-api-key` header, `?key=` / `?auth=`, or the path form (`/a/{app_key}/…`,
+//! [`super::routes`]); with no key, the one app whose `allowed_origins` lists the request's
+//! `Origin` ([`AppRegistry::authorize`]). With no apps configured the bridge runs in
+//! development mode and accepts any key and origin.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,10 +34,20 @@ impl App {
     pub fn allows_origin(&self, origin: Option<&str>) -> bool {
         match origin {
             None => true,
-            Some(o) => self.any_origin || self.origins.iter().any(|a| a.eq_ignore_ascii_case(o)),
+            Some(o) => self.any_origin || self.lists_origin(o),
         }
     }
+
+    /// Whether `origin` is one of the app's own origins (`*` names no origin in particular).
+    fn lists_origin(&self, origin: &str) -> bool {
+        self.origins.iter().any(|a| a.eq_ignore_ascii_case(origin))
+    }
 }
+
+/// How to name the app when the refusal says none could be found.
+const SEND_A_KEY: &str = "send the app key in the beacon, the `x-api-key` header, the `key` (or \
+     `auth`) query parameter or the path (`/a/{app_key}/<route>`), or list the page's origin in \
+     exactly one app's allowed_origins";
 
 /// All configured apps by key.
 #[derive(Debug, Clone, Default)]
@@ -88,22 +103,32 @@ impl AppRegistry {
         }
         match key {
             None => Err(EdgeError::UnknownApp {
-                detail: "no app key: send it in the beacon, the `x-api-key` header or the `key` query parameter".into(),
+                detail: format!("no app key: {SEND_A_KEY}"),
             }),
-            Some(k) => self.by_key.get(k).cloned().map(Resolved::Known).ok_or_else(|| {
-                EdgeError::UnknownApp {
-                    detail: format!("app key `{}` is not configured", truncate(k, 64)),
-                }
-            }),
+            Some(k) => self
+                .by_key
+                .get(k)
+                .cloned()
+                .map(Resolved::Known)
+                .ok_or_else(|| EdgeError::UnknownApp {
+                    detail: format!("app key {} is not configured", masked(k)),
+                }),
         }
     }
 
-    /// Resolves the key and checks the origin against the app's allow-list.
+    /// The app of a request: by its key, checking the origin against the app's allow-list;
+    /// without a key, the one app whose `allowed_origins` lists the origin (an app allowing
+    /// `*` lists none). Several such apps: refused, since which one is meant is a guess.
     pub fn authorize(
         &self,
         key: Option<&str>,
         origin: Option<&str>,
     ) -> Result<Resolved, EdgeError> {
+        if key.is_none() && !self.development_mode() {
+            if let Some(origin) = origin {
+                return self.by_origin(origin);
+            }
+        }
         let resolved = self.resolve(key)?;
         if let Resolved::Known(app) = &resolved {
             if !app.allows_origin(origin) {
@@ -115,10 +140,51 @@ impl AppRegistry {
         Ok(resolved)
     }
 
+    /// The one app listing `origin`.
+    fn by_origin(&self, origin: &str) -> Result<Resolved, EdgeError> {
+        let mut listing: Vec<&Arc<App>> = self
+            .by_key
+            .values()
+            .filter(|a| a.lists_origin(origin))
+            .collect();
+        let shown = truncate(origin, 200);
+        match listing.len() {
+            1 => Ok(Resolved::Known(Arc::clone(listing[0]))),
+            0 => Err(EdgeError::UnknownApp {
+                detail: format!(
+                    "no app key, and no app lists origin `{shown}` in its allowed_origins: \
+                     {SEND_A_KEY}"
+                ),
+            }),
+            n => {
+                listing.sort_by(|a, b| a.name.cmp(&b.name));
+                let names: Vec<&str> = listing.iter().map(|a| a.name.as_str()).collect();
+                Err(EdgeError::AmbiguousOrigin {
+                    detail: format!(
+                        "no app key, and origin `{shown}` is in the allowed_origins of {n} apps \
+                         ({}): send the app key in the `x-api-key` header, the `key` query \
+                         parameter or the path (`/a/{{app_key}}/<route>`)",
+                        names.join(", ")
+                    ),
+                })
+            }
+        }
+    }
+
     /// Whether any app accepts this origin (used for CORS preflights, which carry no key).
     pub fn any_allows_origin(&self, origin: &str) -> bool {
         self.development_mode() || self.by_key.values().any(|a| a.allows_origin(Some(origin)))
     }
+}
+
+/// A key as a refusal may show it: its first four characters and its length, so a typo can be
+/// found without the answer (or a log of it) holding a whole key.
+fn masked(key: &str) -> String {
+    format!(
+        "`{}…` ({} characters)",
+        truncate(key, 4),
+        key.chars().count()
+    )
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -203,5 +269,75 @@ mod tests {
         }]);
         assert!(r.any_allows_origin("https://a.example"));
         assert!(!r.any_allows_origin("https://b.example"));
+    }
+
+    fn app(name: &str, key: &str, origins: &[&str]) -> AppConfig {
+        AppConfig {
+            name: name.into(),
+            key: key.into(),
+            allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            environment: None,
+            version: None,
+            sample_rate: None,
+        }
+    }
+
+    #[test]
+    fn without_a_key_the_one_app_listing_the_origin() {
+        let r = AppRegistry::new(&[
+            app("shop", "pk_shop", &["https://shop.example"]),
+            app(
+                "blog",
+                "pk_blog",
+                &["https://blog.example", "https://both.example"],
+            ),
+            app("news", "pk_news", &["https://both.example/"]),
+            app("any", "pk_any", &["*"]),
+        ]);
+        match r.authorize(None, Some("https://SHOP.example")).unwrap() {
+            Resolved::Known(a) => assert_eq!(a.name, "shop"),
+            other => panic!("{other:?}"),
+        }
+        let err = r.authorize(None, Some("https://both.example")).unwrap_err();
+        assert_eq!(err.reason(), "ambiguous_origin");
+        assert_eq!(err.status(), 400);
+        let detail = err.detail();
+        assert!(detail.contains("2 apps (blog, news)"), "{detail}");
+        assert!(!detail.contains("pk_"), "no key in the answer: {detail}");
+        // `*` names no origin: only an explicit listing picks an app.
+        let err = r
+            .authorize(None, Some("https://other.example"))
+            .unwrap_err();
+        assert_eq!(err.reason(), "unknown_app");
+        assert!(
+            err.detail().contains("no app lists origin"),
+            "{}",
+            err.detail()
+        );
+        assert_eq!(r.authorize(None, None).unwrap_err().reason(), "unknown_app");
+        // A key still wins over the origin, and is still checked against it.
+        match r
+            .authorize(Some("pk_any"), Some("https://shop.example"))
+            .unwrap()
+        {
+            Resolved::Known(a) => assert_eq!(a.name, "any"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            r.authorize(Some("pk_shop"), Some("https://blog.example"))
+                .unwrap_err()
+                .reason(),
+            "origin_not_allowed"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_not_echoed_whole() {
+        let r = registry();
+        let detail = r
+            .authorize(Some("pk_secret_typo"), None)
+            .unwrap_err()
+            .detail();
+        assert_eq!(detail, "app key `pk_s…` (14 characters) is not configured");
     }
 }

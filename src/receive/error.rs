@@ -42,6 +42,9 @@ pub enum EdgeError {
     UnknownApp { detail: String },
     #[error("origin not allowed")]
     OriginNotAllowed { origin: String },
+    /// No app key, and more than one app lists the request's `Origin` (400).
+    #[error("app not determined: no app key and several apps allow this origin")]
+    AmbiguousOrigin { detail: String },
     #[error("rate limited, retry later")]
     RateLimited {
         scope: RateScope,
@@ -72,7 +75,9 @@ impl EdgeError {
             EdgeError::UnsupportedMediaType { .. } | EdgeError::UnsupportedEncoding { .. } => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            EdgeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            EdgeError::Malformed { .. } | EdgeError::AmbiguousOrigin { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             EdgeError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             EdgeError::UnknownApp { .. } => StatusCode::UNAUTHORIZED,
             EdgeError::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
@@ -101,6 +106,7 @@ impl EdgeError {
             EdgeError::TooLargeDecoded { .. } => Reason::TooLargeDecoded,
             EdgeError::UnknownApp { .. } => Reason::UnknownApp,
             EdgeError::OriginNotAllowed { .. } => Reason::OriginNotAllowed,
+            EdgeError::AmbiguousOrigin { .. } => Reason::AmbiguousOrigin,
             EdgeError::RateLimited {
                 scope: RateScope::Ip,
                 ..
@@ -140,7 +146,9 @@ impl EdgeError {
             EdgeError::BodyTimeout { limit } => {
                 format!("the whole body must arrive within {limit:?} of the request headers")
             }
-            EdgeError::UnknownApp { detail } => detail.clone(),
+            EdgeError::UnknownApp { detail } | EdgeError::AmbiguousOrigin { detail } => {
+                detail.clone()
+            }
             EdgeError::OriginNotAllowed { origin } => {
                 format!("origin `{origin}` is not in the app's allowed_origins")
             }

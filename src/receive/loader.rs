@@ -9,9 +9,14 @@
 //! Caching: a strong `ETag` per encoding (a hash of the bytes) with `If-None-Match` → `304`,
 //! and `Cache-Control: public, max-age=300`: a new loader reaches browsers within five minutes
 //! of a deploy, and revalidations after that cost a `304`.
+//!
+//! The loader posts its beacons to `v1/rum` next to itself (`new URL("v1/rum", script.src)`,
+//! which also holds when a proxy mounts the bridge under a prefix). When `[routes]` moves the
+//! loader or the native route, the served script gets the path from the loader's place to the
+//! native route's instead (`../in/b`), once, when the edge is built ([`Loader::for_routes`]).
 
 use std::io::Write;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -24,17 +29,21 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use super::EdgeState;
 use crate::admin::RouteStatus;
+use crate::config::RoutesConfig;
 
-/// Where the loader is served.
+/// Where the loader is served (its canonical path, and its label in the request counter).
 pub const ROUTE: &str = "/rum.js";
 /// The minified loader, as built by `scripts/build-loader.sh`.
 pub const SCRIPT: &[u8] = include_bytes!("../../loader/rum.min.js");
+/// The endpoint as `loader/rum.js` writes it (relative to the script), once in the minified
+/// build: the literal a renamed route replaces.
+const ENDPOINT_LITERAL: &str = "\"v1/rum\"";
 /// Browsers may reuse the loader this long (seconds) before revalidating it.
 const CACHE_CONTROL: &str = "public, max-age=300";
 const CONTENT_TYPE: &str = "text/javascript; charset=utf-8";
 
 /// The loader in both encodings, each with its own strong ETag.
-struct Loader {
+pub struct Loader {
     plain: Variant,
     gzip: Variant,
 }
@@ -44,16 +53,9 @@ struct Variant {
     etag: HeaderValue,
 }
 
-static LOADER: LazyLock<Loader> = LazyLock::new(|| Loader::new(SCRIPT));
-
-/// Compresses the loader and computes its ETags now rather than on the first request.
-pub fn prepare() {
-    LazyLock::force(&LOADER);
-}
-
 /// The `GET /rum.js` handler (axum answers `HEAD` with the same headers and no body).
 pub async fn serve(State(st): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
-    let resp = LOADER.respond(&headers);
+    let resp = st.loader.respond(&headers);
     st.metrics
         .requests
         .get_or_create(&RouteStatus {
@@ -64,12 +66,45 @@ pub async fn serve(State(st): State<Arc<EdgeState>>, headers: HeaderMap) -> Resp
     resp
 }
 
+/// Where the loader at public path `loader` finds the native route at public path `native`,
+/// as a URL relative to the script (`v1/rum` by default).
+pub fn endpoint(loader: &str, native: &str) -> String {
+    let dir: Vec<&str> = loader.trim_start_matches('/').split('/').collect();
+    let dir = &dir[..dir.len() - 1];
+    let target: Vec<&str> = native.trim_start_matches('/').split('/').collect();
+    let common = dir
+        .iter()
+        .zip(&target[..target.len() - 1])
+        .take_while(|(a, b)| a == b)
+        .count();
+    let up = "../".repeat(dir.len() - common);
+    let rest = target[common..].join("/");
+    // `a:b` alone would read as a URL scheme.
+    if up.is_empty() && rest.split('/').next().is_some_and(|s| s.contains(':')) {
+        format!("./{rest}")
+    } else {
+        format!("{up}{rest}")
+    }
+}
+
 impl Loader {
-    fn new(script: &'static [u8]) -> Self {
-        let hash = format!("{:032x}", xxh3_128(script));
+    /// The loader as served under `routes`, computed once (script, gzip, ETags).
+    pub fn for_routes(routes: &RoutesConfig) -> Self {
+        let public = |canonical| routes.public(canonical).unwrap_or_default();
+        let endpoint = endpoint(&public(ROUTE), &public(super::native::ROUTE));
+        if endpoint == "v1/rum" {
+            return Self::new(Bytes::from_static(SCRIPT));
+        }
+        let literal = serde_json::to_string(&endpoint).expect("a string serializes");
+        let script = String::from_utf8_lossy(SCRIPT).replacen(ENDPOINT_LITERAL, &literal, 1);
+        Self::new(Bytes::from(script))
+    }
+
+    fn new(script: Bytes) -> Self {
+        let hash = format!("{:032x}", xxh3_128(&script));
         let mut gz = GzEncoder::new(Vec::new(), Compression::best());
         let gzip = gz
-            .write_all(script)
+            .write_all(&script)
             .and_then(|()| gz.finish())
             .expect("gzip into memory cannot fail");
         let etag = |suffix: &str| {
@@ -77,7 +112,7 @@ impl Loader {
         };
         Self {
             plain: Variant {
-                body: Bytes::from_static(script),
+                body: script,
                 etag: etag(""),
             },
             gzip: Variant {
@@ -165,7 +200,10 @@ mod tests {
     use flate2::read::GzDecoder;
     use http_body_util::BodyExt;
     use std::io::Read;
+    use std::sync::LazyLock;
     use tower::ServiceExt;
+
+    static LOADER: LazyLock<Loader> = LazyLock::new(|| Loader::new(Bytes::from_static(SCRIPT)));
 
     /// The hard budget: the loader, minified and gzipped, under 5 KB.
     const GZIP_BUDGET: usize = 5120;
@@ -329,11 +367,50 @@ mod tests {
 
     #[test]
     fn etag_is_computed_from_the_bytes() {
-        let a = Loader::new(b"a");
-        let b = Loader::new(b"b");
+        let a = Loader::new(Bytes::from_static(b"a"));
+        let b = Loader::new(Bytes::from_static(b"b"));
         assert_ne!(a.plain.etag, b.plain.etag);
-        assert_eq!(a.plain.etag, Loader::new(b"a").plain.etag);
+        assert_eq!(
+            a.plain.etag,
+            Loader::new(Bytes::from_static(b"a")).plain.etag
+        );
         assert_ne!(a.plain.etag, a.gzip.etag);
         assert_eq!(&a.plain.body[..], b"a");
+    }
+
+    #[test]
+    fn the_endpoint_is_relative_to_the_loader() {
+        assert_eq!(endpoint("/rum.js", "/v1/rum"), "v1/rum");
+        assert_eq!(endpoint("/t/rum.js", "/t/v1/rum"), "v1/rum");
+        assert_eq!(endpoint("/static/app.js", "/in/b"), "../in/b");
+        assert_eq!(endpoint("/t/s/x/app.js", "/t/in/b"), "../../in/b");
+        assert_eq!(endpoint("/s/app.js", "/s/b"), "b");
+        assert_eq!(endpoint("/app.js", "/b:c/d"), "./b:c/d");
+    }
+
+    #[tokio::test]
+    async fn renamed_routes_are_in_the_served_script() {
+        assert_eq!(
+            SCRIPT
+                .windows(ENDPOINT_LITERAL.len())
+                .filter(|w| *w == ENDPOINT_LITERAL.as_bytes())
+                .count(),
+            1,
+            "the minified loader holds the endpoint literal once"
+        );
+        let default = Loader::for_routes(&RoutesConfig::default());
+        assert_eq!(&default.plain.body[..], SCRIPT);
+        let routes: RoutesConfig =
+            toml::from_str("prefix = \"/t\"\nloader = \"/s/app.js\"\nnative = \"/in/b\"").unwrap();
+        let renamed = Loader::for_routes(&routes);
+        let text = std::str::from_utf8(&renamed.plain.body).unwrap();
+        assert!(text.contains("new URL(\"../in/b\","), "{}", &text[..200]);
+        assert!(!text.contains("\"v1/rum\""));
+        assert_ne!(renamed.plain.etag, default.plain.etag);
+        let mut plain = Vec::new();
+        GzDecoder::new(&renamed.gzip.body[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, &renamed.plain.body[..]);
     }
 }

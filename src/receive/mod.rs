@@ -22,6 +22,7 @@ pub mod loader;
 pub mod native;
 pub mod otlp;
 pub mod rate_limit;
+pub mod routes;
 pub mod zipkin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +64,8 @@ pub struct EdgeState {
     retries: Retries,
     /// Trusted proxies: who may tell the client's address.
     client_ips: ClientIps,
+    /// The browser loader as served under `[routes]`.
+    loader: loader::Loader,
 }
 
 impl EdgeState {
@@ -80,16 +83,19 @@ impl EdgeState {
             shutting_down,
             retries: Retries::default(),
             client_ips: ClientIps::new(&config).map_err(ProcessError::TrustedProxy)?,
+            loader: loader::Loader::for_routes(&config.routes),
             config,
         })
     }
 }
 
 /// The public router: the browser loader, native beacons, Grafana Faro and OTLP/HTTP, with
-/// CORS preflights.
+/// CORS preflights. Routes are registered at their canonical paths; `[routes]` and the path
+/// form of the app key are mapped onto them in front of the router ([`routes`]), so a route
+/// added here is renamed by one line in `config::routes`.
 pub fn router(state: Arc<EdgeState>) -> Router {
-    loader::prepare();
-    Router::new()
+    let public = routes::PublicPaths::new(&state.config.routes);
+    let handlers = Router::new()
         .route(loader::ROUTE, get(loader::serve))
         .route(native::ROUTE, post(native::ingest).options(preflight))
         .route("/collect", post(faro::ingest).options(faro::preflight))
@@ -118,16 +124,19 @@ pub fn router(state: Arc<EdgeState>) -> Router {
             elastic::ROUTE_V3,
             post(elastic::ingest_v3).options(preflight),
         )
-        .with_state(state)
+        .with_state(state);
+    public.in_front_of(handlers)
 }
 
-/// App key given in the query (`?key=`, or `?auth=` as Splunk RUM sends its token), for
-/// senders that cannot set headers. Extracting it
-/// never fails: a query naming two different keys is refused by [`key_outside_body`] inside
+/// App key given outside the header: in the query (`?key=`, or `?auth=` as Splunk RUM sends
+/// its token), for senders that cannot set headers, or in the path form (`/a/{app_key}/…`,
+/// [`routes::PathKey`]), for senders whose URL cannot carry our parameter either. Extracting
+/// it never fails: a query naming two different keys is refused by [`key_outside_body`] inside
 /// the handler, so the refusal gets the JSON body and the counter every refusal gets.
 #[derive(Debug)]
 pub struct KeyQuery {
     keys: Vec<String>,
+    path: Option<String>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyQuery {
@@ -142,7 +151,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyQuery {
             .filter(|(name, _)| name == "key" || name == "auth")
             .map(|(_, value)| value.into_owned())
             .collect();
-        Ok(Self { keys })
+        let path = parts
+            .extensions
+            .get::<routes::PathKey>()
+            .map(|routes::PathKey(key)| key.clone());
+        Ok(Self { keys, path })
     }
 }
 
@@ -150,8 +163,10 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The app key from the `x-api-key` header, else from `?key=`. Two different keys in the same
-/// place (`?key=a&key=b`, two `x-api-key` headers) are refused: which app is meant is a guess.
+/// The app key outside the body, the same rule on every route (docs/apps.md): the `x-api-key`
+/// header, else `?key=` / `?auth=`, else the path form. Two different keys in the same place
+/// (`?key=a&key=b`, two `x-api-key` headers) are refused: which app is meant is a guess. With
+/// no key anywhere, [`apps::AppRegistry::authorize`] looks for the app by `Origin`.
 fn key_outside_body<'a>(
     headers: &'a HeaderMap,
     query: &'a KeyQuery,
@@ -160,11 +175,11 @@ fn key_outside_body<'a>(
     if let Some(Some(key)) = single(from_header, "x-api-key header")? {
         return Ok(Some(key));
     }
-    Ok(single(
+    let from_query = single(
         query.keys.iter().map(|k| Some(k.as_str())),
         "`key` (or `auth`) query parameter",
-    )?
-    .flatten())
+    )?;
+    Ok(from_query.flatten().or(query.path.as_deref()))
 }
 
 /// The one distinct value of `values` (`None` when there is none); an error when they differ.

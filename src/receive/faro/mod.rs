@@ -6,9 +6,11 @@
 //!
 //! Order of work per request, cheapest refusal first:
 //! 1. open for traffic (else `503` with `Retry-After`), media type (JSON, optionally gzip);
-//! 2. the app: its key from the path (Grafana Cloud's URL shape) or `x-api-key`, and the
-//!    `Origin`, checked **before** the body is read (`401`/`403`); with no apps configured
-//!    (development mode) any key is accepted and the app is named by `meta.app.name`;
+//! 2. the app: its key from the path (Grafana Cloud's URL shape), else the rule of every route
+//!    (`x-api-key`, `?key=`, the path form `/a/{app_key}/collect`, else the one app listing the
+//!    `Origin`, docs/apps.md), checked **before** the body is read (`401`/`403`); with no apps
+//!    configured (development mode) any key is accepted and the app is named by
+//!    `meta.app.name`;
 //! 3. a retry of a batch already accepted (same `Idempotency-Key`) is answered `202` without
 //!    reading it ([`crate::pipeline::memory::Retries`]);
 //! 4. the body, limited on the wire and after gzip (`413`);
@@ -50,7 +52,7 @@ use axum::response::Response;
 use super::apps::Resolved;
 use super::client_ip::ClientIp;
 use super::error::{json_body, EdgeError, Reason};
-use super::{accepted, cors, header_str, EdgeState};
+use super::{accepted, cors, header_str, key_outside_body, EdgeState, KeyQuery};
 use crate::pipeline::memory::retry_key;
 use crate::pipeline::{BrowserClock, PageView, RememberedFormat, RumInput};
 
@@ -65,25 +67,27 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Longer idempotency keys are not remembered (the SDK sends 20 characters).
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
-/// `POST /collect`: the app key, if any, is in `x-api-key`.
+/// `POST /collect`: the app key, if any, is outside the path (`x-api-key`, `?key=`, path form).
 pub(super) async fn ingest(
     State(st): State<Arc<EdgeState>>,
+    query: KeyQuery,
     ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    collect(&st, None, client_ip, &headers, body).await
+    collect(&st, None, &query, client_ip, &headers, body).await
 }
 
 /// `POST /collect/{app_key}`: the Grafana Cloud URL shape, the key in the path.
 pub(super) async fn ingest_with_key(
     State(st): State<Arc<EdgeState>>,
     Path(app_key): Path<String>,
+    query: KeyQuery,
     ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    collect(&st, Some(&app_key), client_ip, &headers, body).await
+    collect(&st, Some(&app_key), &query, client_ip, &headers, body).await
 }
 
 /// CORS preflight of the Faro routes: the Faro SDK's headers are allowed.
@@ -103,13 +107,17 @@ pub(super) async fn preflight(State(st): State<Arc<EdgeState>>, headers: HeaderM
 async fn collect(
     st: &EdgeState,
     path_key: Option<&str>,
+    query: &KeyQuery,
     client_ip: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
         st.admit(client_ip, headers, false)?;
-        let key = path_key.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+        let key = match path_key {
+            Some(key) => Some(key),
+            None => key_outside_body(headers, query)?,
+        };
         let app = st
             .apps
             .authorize(key, header_str(headers, header::ORIGIN))?;
