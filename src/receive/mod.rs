@@ -12,6 +12,7 @@
 
 pub mod apps;
 pub mod body;
+pub mod boomerang;
 pub mod client_ip;
 pub mod cors;
 pub mod error;
@@ -109,6 +110,12 @@ pub fn router(state: Arc<EdgeState>) -> Router {
             post(otlp::ingest::<ExportMetricsServiceRequest>).options(preflight),
         )
         .route(zipkin::ROUTE, post(zipkin::ingest).options(preflight))
+        .route(
+            boomerang::ROUTE,
+            get(boomerang::ingest)
+                .post(boomerang::ingest)
+                .options(preflight),
+        )
         .with_state(state)
 }
 
