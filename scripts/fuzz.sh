@@ -46,6 +46,7 @@ for t in "${targets[@]}"; do
     gunzip) seed "$t" "$fixtures/faro-gzip.jsonl" ;;
     otlp_json) seed "$t" "$fixtures/otlp-json.jsonl" ;;
     otlp_protobuf) seed "$t" "$fixtures/otlp-proto.jsonl" ;;
+    boomerang) seed "$t" "$fixtures/boomerang.jsonl" ;;
   esac
   echo "== fuzzing $t for ${per_target}s"
   if ! (cd fuzz && cargo +nightly fuzz run "$t" "corpus/$t" -- \

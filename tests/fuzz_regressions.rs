@@ -30,13 +30,14 @@ fn saved_fuzz_inputs_run_clean() {
 
 #[test]
 fn captured_requests_run_clean_through_the_fuzz_entry_points() {
-    let by_target: [(&str, targets::Target); 6] = [
+    let by_target: [(&str, targets::Target); 7] = [
         ("web-vitals.jsonl", targets::native_beacon),
         ("faro.jsonl", targets::faro),
         ("faro-gzip.jsonl", targets::gunzip),
         ("otlp-json.jsonl", targets::otlp_json),
         ("otlp-proto.jsonl", targets::otlp_protobuf),
         ("splunk-rum.jsonl", targets::zipkin_spans),
+        ("boomerang.jsonl", targets::boomerang_beacon),
     ];
     for (file, run) in by_target {
         let requests = common::captured(file);

@@ -22,7 +22,7 @@ use rum_bridge::process::limits::ItemLimits;
 use rum_bridge::process::otlp::normalize_span;
 use rum_bridge::process::{Processor, RequestInfo};
 use rum_bridge::receive::body::{gunzip_limited, BodyFormat};
-use rum_bridge::receive::{faro, native, otlp, zipkin};
+use rum_bridge::receive::{boomerang, faro, native, otlp, zipkin};
 
 /// One fuzzed entry point.
 pub type Target = fn(&[u8]);
@@ -37,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("url_scrub", url_scrub),
     ("gunzip", gunzip),
     ("zipkin", zipkin_spans),
+    ("boomerang", boomerang_beacon),
 ];
 
 struct Shared {
@@ -118,6 +119,27 @@ pub fn zipkin_spans(data: &[u8]) {
         payload.spans.append(&mut out.spans);
         finish(payload);
     }
+}
+
+/// `GET`/`POST /v1/boomerang`: a form body or query string → parameters → the model (the
+/// `restiming` trie, JSURL `err`/`servertiming`), scrubbed, converted, shifted by a skew; and
+/// the JSURL and trie readers on the raw input.
+pub fn boomerang_beacon(data: &[u8]) {
+    let s = shared();
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = boomerang::jsurl::parse(text);
+        let _ =
+            boomerang::restiming::decode(text, &Vec::new(), limits().max_resources_per_page_load);
+    }
+    let params = boomerang::parse_params(data);
+    let p = boomerang::Params(&params);
+    if !boomerang::is_beacon(&p) {
+        return;
+    }
+    let mut out = boomerang::decode(&p, limits());
+    out.batch.context.time_origin_ms -= 5_000.5;
+    s.processor.process_batch(&mut out.batch);
+    finish(convert(&out.batch, &s.convert));
 }
 
 fn otlp(data: &[u8], format: BodyFormat) {
