@@ -157,7 +157,6 @@ fn context(p: &Params, origin: f64, batch: &mut RumBatch) {
     ctx.sdk_version = p.text("v");
     ctx.browser.platform = p.text("ua.plt");
     for (param, attr) in [
-        ("vis.st", "browser.visibility_state"),
         ("ua.vnd", "browser.vendor"),
         ("scr.xy", "browser.screen.size"),
     ] {
