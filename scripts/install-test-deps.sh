@@ -5,7 +5,7 @@
 #   - Debian's chromium and chromium-driver, for the browser tests (headless, driven over
 #     WebDriver);
 #   - the npm packages the browser tests load into pages (tests/browser/package-lock.json:
-#     Grafana Faro Web SDK and tracing, Google web-vitals), with `npm ci`;
+#     Grafana Faro Web SDK and tracing, Google web-vitals, Boomerang), with `npm ci`;
 #   - the loader's build tool (terser, pinned in loader/package-lock.json) into
 #     loader/node_modules, for the test that rum.min.js is the build of rum.js and for the
 #     source-map tests (tests/sourcemaps.rs), which minify a bundle and its map with it.
