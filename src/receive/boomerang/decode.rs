@@ -7,7 +7,8 @@
 //!   resources (its navigation entry's Server-Timing `traceparent` → the server span), `pt.*` →
 //!   LCP and FCP, `nt_res_st − nt_nav_st` → TTFB;
 //! - `rt.quit`: the unload beacon; it repeats the page load's `rt.*` timers, which are not
-//!   reported again; its `et.inp` is the page's final INP;
+//!   reported again; its `et.inp` is the page's final INP; `early=1` (a beacon sent before
+//!   onload) does not report the page load either;
 //! - `xhr`: one fetch/XHR (`u`, `http.method`, `rt.tstart`…`rt.end`, its `restiming` entry);
 //! - `spa`: a soft navigation (an interaction span); `click`/`interaction`: an interaction;
 //! - `error`: errors only; any other initiator: a custom event.
@@ -77,7 +78,9 @@ pub fn decode(p: &Params, limits: &LimitsConfig) -> BoomerangBatch {
     let mut out = BoomerangBatch::default();
     let initiator = p.get("http.initiator").unwrap_or_default();
     let quit = p.get("rt.quit").is_some();
-    let page_load = !quit && matches!(initiator, "" | "spa_hard");
+    // An early beacon (Early plugin, `early=1`) is sent before onload; the page load follows.
+    let early = p.get("early").is_some();
+    let page_load = !quit && !early && matches!(initiator, "" | "spa_hard");
     let origin = p
         .num("nt_nav_st")
         .or_else(|| p.num("rt.nstart"))
@@ -153,6 +156,7 @@ fn context(p: &Params, origin: f64, batch: &mut RumBatch) {
     ctx.page_view_id = p.text("pid");
     // On XHR and SPA beacons `u` is the request's URL and `pgu` the page's.
     ctx.page_url = p.text("pgu").or_else(|| p.text("u"));
+    ctx.referrer = p.text("r");
     ctx.sdk_name = Some("boomerangjs".to_owned());
     ctx.sdk_version = p.text("v");
     ctx.browser.platform = p.text("ua.plt");

@@ -204,6 +204,11 @@ fn unload_beacon_adds_no_second_page_load_and_other_initiators_map() {
         "v=1&pid=p&u=http%3A%2F%2Fa%2F&rt.tstart=1000&rt.end=1500&t_done=500&rt.quit=&et.inp=88",
     );
     assert!(!quit.has_navigation);
+    let early = beacon(
+        "v=1&pid=p&u=http%3A%2F%2Fa%2F&early=1&nt_nav_st=1000&nt_res_st=1100&r=http%3A%2F%2Fref%2F",
+    );
+    assert!(!early.has_navigation && early.batch.events.is_empty());
+    assert_eq!(early.batch.context.referrer.as_deref(), Some("http://ref/"));
     assert_eq!(vitals(&[quit]), [(VitalName::Inp, 88.0)]);
     let spa = beacon("v=1&pid=p&u=http%3A%2F%2Fa%2Fx&http.initiator=spa&rt.tstart=10&rt.end=30");
     assert!(
