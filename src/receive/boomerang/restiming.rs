@@ -188,11 +188,14 @@ fn entry(url: &str, data: &str, lookup: &ServerTimingLookup) -> Option<Entry> {
     };
     t.duration = (t.response_end - start).max(0.0);
     for section in sections {
-        let (kind, rest) = section.split_at(section.len().min(1));
+        let Some(kind) = section.chars().next() else {
+            continue;
+        };
+        let rest = &section[kind.len_utf8()..];
         match kind {
-            "1" => sizes(rest, &mut t),
-            "3" => t.server_trace = server_trace(rest, lookup),
-            "7" => {
+            '1' => sizes(rest, &mut t),
+            '3' => t.server_trace = server_trace(rest, lookup),
+            '7' => {
                 t.next_hop_protocol = Some(match rest.strip_prefix('h') {
                     Some(v) if v.starts_with('1') || v.starts_with('0') => format!("http/{v}"),
                     _ => rest.to_owned(),
@@ -310,7 +313,7 @@ mod tests {
     #[test]
     fn caps_entries_and_counts_bad_ones() {
         let d = decode(
-            r#"{"http://a/":{"x":"3a,1|3b,2|3c,3","y":"3!!","z":7}}"#,
+            r#"{"http://a/":{"x":"3a,1|3b,2|3c,3*é*1é*3é*7é","y":"3!!","z":7}}"#,
             &Vec::new(),
             2,
         )

@@ -226,3 +226,48 @@ fn unload_beacon_adds_no_second_page_load_and_other_initiators_map() {
     assert!(matches!(&failed.batch.events[0], RumEvent::HttpCall(c) if c.status == Some(503)));
     assert!(!is_beacon(&Params(&parse_params(b"hello=world"))));
 }
+
+/// A cheap stand-in for the fuzzer on stable: the captured beacons with their values cut,
+/// spliced and sprinkled with the characters the formats give meaning to (and multi-byte ones)
+/// decode without panicking.
+#[test]
+fn mutated_captured_beacons_never_panic() {
+    const NOISE: [&str; 12] = [
+        "~", "(", ")", "'", "*", "**", "|", ",", "é", "😀", "*3", "!",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let limits = LimitsConfig::default();
+    for line in fixture("boomerang.jsonl")
+        .iter()
+        .chain(&fixture("boomerang-get.jsonl"))
+    {
+        let mut params = parse_params(line["query"].as_str().unwrap().as_bytes());
+        params.extend(parse_params(line["body"].as_str().unwrap().as_bytes()));
+        for _ in 0..300 {
+            let mut mutated = params.clone();
+            for _ in 0..1 + next(4) {
+                let i = next(mutated.len());
+                let value = &mut mutated[i].1;
+                let chars: Vec<char> = value.chars().collect();
+                let at = next(chars.len() + 1);
+                let mut out: String = chars[..at].iter().collect();
+                match next(3) {
+                    0 => {} // cut
+                    1 => {
+                        out.push_str(NOISE[next(NOISE.len())]);
+                        out.extend(&chars[at..]);
+                    }
+                    _ => out.extend(chars.iter().skip(at + 1 + next(3))),
+                }
+                *value = out;
+            }
+            let _ = decode(&Params(&mutated), &limits);
+        }
+    }
+}
