@@ -232,8 +232,8 @@ fn unload_beacon_adds_no_second_page_load_and_other_initiators_map() {
 /// decode without panicking.
 #[test]
 fn mutated_captured_beacons_never_panic() {
-    const NOISE: [&str; 12] = [
-        "~", "(", ")", "'", "*", "**", "|", ",", "é", "😀", "*3", "!",
+    const NOISE: [&str; 14] = [
+        "~", "(", ")", "'", "*", "**", "|", ",", "é", "😀", "*3", "!", "*é", "~é",
     ];
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move |n: usize| {
@@ -249,10 +249,18 @@ fn mutated_captured_beacons_never_panic() {
     {
         let mut params = parse_params(line["query"].as_str().unwrap().as_bytes());
         params.extend(parse_params(line["body"].as_str().unwrap().as_bytes()));
-        for _ in 0..300 {
+        for _ in 0..400 {
             let mut mutated = params.clone();
+            // Half of the cuts go to the values with a structure of their own.
+            let structured: Vec<usize> = (0..params.len())
+                .filter(|&i| matches!(params[i].0.as_str(), "restiming" | "servertiming" | "err"))
+                .collect();
             for _ in 0..1 + next(4) {
-                let i = next(mutated.len());
+                let i = if structured.is_empty() || next(2) == 0 {
+                    next(mutated.len())
+                } else {
+                    structured[next(structured.len())]
+                };
                 let value = &mut mutated[i].1;
                 let chars: Vec<char> = value.chars().collect();
                 let at = next(chars.len() + 1);
