@@ -47,6 +47,7 @@ for t in "${targets[@]}"; do
     otlp_json) seed "$t" "$fixtures/otlp-json.jsonl" ;;
     otlp_protobuf) seed "$t" "$fixtures/otlp-proto.jsonl" ;;
     elastic) seed "$t" "$fixtures/elastic-rum.jsonl" "$fixtures/elastic-rum-v3.jsonl" ;;
+    boomerang) seed "$t" "$fixtures/boomerang.jsonl" ;;
   esac
   echo "== fuzzing $t for ${per_target}s"
   if ! (cd fuzz && cargo +nightly fuzz run "$t" "corpus/$t" -- \

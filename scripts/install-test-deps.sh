@@ -7,7 +7,8 @@
 #   - Debian's nginx (nginx-light), the load balancer of the scale-out test (tests/scale_out.rs
 #     starts it with examples/scale-out/nginx.conf and its own prefix; the service is not used);
 #   - the npm packages the browser tests load into pages (tests/browser/package-lock.json:
-#     Grafana Faro Web SDK and tracing, Google web-vitals, Elastic RUM), with `npm ci`;
+#     Grafana Faro Web SDK and tracing, Google web-vitals, Elastic RUM, Splunk RUM with esbuild,
+#     Boomerang), with `npm ci`;
 #   - the loader's build tool (terser, pinned in loader/package-lock.json) into
 #     loader/node_modules, for the test that rum.min.js is the build of rum.js and for the
 #     source-map tests (tests/sourcemaps.rs), which minify a bundle and its map with it.

@@ -30,7 +30,7 @@ fn saved_fuzz_inputs_run_clean() {
 
 #[test]
 fn captured_requests_run_clean_through_the_fuzz_entry_points() {
-    let by_target: [(&str, targets::Target); 8] = [
+    let by_target: [(&str, targets::Target); 9] = [
         ("web-vitals.jsonl", targets::native_beacon),
         ("faro.jsonl", targets::faro),
         ("faro-gzip.jsonl", targets::gunzip),
@@ -39,6 +39,7 @@ fn captured_requests_run_clean_through_the_fuzz_entry_points() {
         ("splunk-rum.jsonl", targets::zipkin_spans),
         ("elastic-rum.jsonl", targets::elastic_intake),
         ("elastic-rum-v3.jsonl", targets::elastic_intake),
+        ("boomerang.jsonl", targets::boomerang_beacon),
     ];
     for (file, run) in by_target {
         let requests = common::captured(file);

@@ -22,7 +22,7 @@ use rum_bridge::process::limits::ItemLimits;
 use rum_bridge::process::otlp::normalize_span;
 use rum_bridge::process::{Processor, RequestInfo};
 use rum_bridge::receive::body::{gunzip_limited, BodyFormat};
-use rum_bridge::receive::{elastic, faro, native, otlp, zipkin};
+use rum_bridge::receive::{boomerang, elastic, faro, native, otlp, zipkin};
 
 /// One fuzzed entry point.
 pub type Target = fn(&[u8]);
@@ -38,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("gunzip", gunzip),
     ("zipkin", zipkin_spans),
     ("elastic", elastic_intake),
+    ("boomerang", boomerang_beacon),
 ];
 
 struct Shared {
@@ -153,6 +154,27 @@ pub fn elastic_intake(data: &[u8]) {
             finish(payload);
         }
     }
+}
+
+/// `GET`/`POST /v1/boomerang`: a form body or query string → parameters → the model (the
+/// `restiming` trie, JSURL `err`/`servertiming`), scrubbed, converted, shifted by a skew; and
+/// the JSURL and trie readers on the raw input.
+pub fn boomerang_beacon(data: &[u8]) {
+    let s = shared();
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = boomerang::jsurl::parse(text);
+        let _ =
+            boomerang::restiming::decode(text, &Vec::new(), limits().max_resources_per_page_load);
+    }
+    let params = boomerang::parse_params(data);
+    let p = boomerang::Params(&params);
+    if !boomerang::is_beacon(&p) {
+        return;
+    }
+    let mut out = boomerang::decode(&p, limits());
+    out.batch.context.time_origin_ms -= 5_000.5;
+    s.processor.process_batch(&mut out.batch);
+    finish(convert(&out.batch, &s.convert));
 }
 
 fn otlp(data: &[u8], format: BodyFormat) {

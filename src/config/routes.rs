@@ -65,6 +65,8 @@ route_table! {
     elastic_v2 = "/intake/v2/rum/events",
     /// Elastic RUM intake v3 (`POST /intake/v3/rum/events`).
     elastic_v3 = "/intake/v3/rum/events",
+    /// Boomerang beacons (`POST` and `GET /v1/boomerang`).
+    boomerang = "/v1/boomerang",
 }
 
 impl RoutesConfig {

@@ -164,6 +164,8 @@ pub enum RememberedFormat {
     SplunkRum,
     /// Elastic RUM: the same, its session is only in the body.
     ElasticRum,
+    /// Boomerang: the same, its session (`rt.si`) is only in the beacon.
+    Boomerang,
 }
 
 /// What a RUM decoder (native beacons, Faro, Zipkin/Splunk RUM) produced.

@@ -12,6 +12,7 @@
 
 pub mod apps;
 pub mod body;
+pub mod boomerang;
 pub mod client_ip;
 pub mod cors;
 pub mod elastic;
@@ -123,6 +124,12 @@ pub fn router(state: Arc<EdgeState>) -> Router {
         .route(
             elastic::ROUTE_V3,
             post(elastic::ingest_v3).options(preflight),
+        )
+        .route(
+            boomerang::ROUTE,
+            get(boomerang::ingest)
+                .post(boomerang::ingest)
+                .options(preflight),
         )
         .with_state(state);
     public.in_front_of(handlers)
