@@ -456,7 +456,8 @@
         initiator,
         trace: parent ? parent.ev.trace : hex(16),
         span: hex(8),
-        parent: parent?.ev.span,
+        // `parent` may be 0 or false (no active span, the load is over): `?.` twice.
+        parent: parent?.ev?.span,
       };
       if (parent?.calls >= 0) {
         parent.calls++;

@@ -69,8 +69,6 @@ fn session_ids(n: usize) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "unfinished: calls made outside an interaction after `load` get no traceparent \
-            (fetch and XHR alike) in this page; errors and their marks already pass"]
 async fn in_chromium_the_backend_sees_the_sessions_decision() {
     let site = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", site.local_addr().unwrap());
