@@ -2,8 +2,8 @@
  * rum-bridge browser loader (/rum.js): measures what real users experience and sends it to the
  * bridge as native beacons (docs/beacon-format.md).
  *
- *   <script src="https://rum.example.com/rum.js" data-app="pk_shop_web"
- *           data-propagate="https://api.example.com/" data-sample-rate="0.5" async></script>
+ *   <script src="https://rum.example.com/rum.js?key=pk_shop_web" data-app="pk_shop_web"
+ *           data-propagate="https://api.example.com/" async></script>
  *
  * Measures: navigation and resource timing, the web vitals (LCP, INP, CLS, FCP, TTFB, defined
  * exactly as Google's web-vitals library defines them), interactions, fetch and XHR calls (with
@@ -40,6 +40,11 @@
   /** A traceparent in a Server-Timing value: `traceparent;desc="00-…"` or `trace;desc=…`. */
   const SERVER_TIMING_TP =
     /(?:^|,)\s*trace(?:parent)?\s*;[^,]*?desc\s*=\s*"?([\da-f]{2}-[\da-f]{32}-[\da-f]{16}-[\da-f]{2})/;
+  /**
+   * The app's sample rate, replaced by the bridge in the script it serves for an app key
+   * (src/receive/loader.rs): keep it the only "rb:rate=" string.
+   */
+  const SERVED_RATE = 'rb:rate=1';
   /** A W3C traceparent (lowercase hex); group 1 is the trace id. */
   const TRACEPARENT = /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/;
 
@@ -98,8 +103,15 @@
     return id;
   };
 
-  /** Sampling by session: the same session id always gives the same answer. */
-  const inSample = (sid, rate) => parseInt(sid.slice(0, 8), 16) / 2 ** 32 < rate;
+  /**
+   * The session sampling decision, computed identically by the bridge (docs/sampling.md,
+   * src/process/sampling.rs): the FNV-1a 32 hash of the id's UTF-16 code units (its bytes, for
+   * the loader's hex ids), kept when below rate * 2^32.
+   */
+  const inSample = (sid, rate, h = 2166136261, i = 0) => {
+    while (i < sid.length) h = Math.imul(h ^ sid.charCodeAt(i++), 16777619) >>> 0;
+    return h < rate * 2 ** 32;
+  };
 
   /** Byte length of a string as UTF-8. */
   const bytes = (s) => new Blob([s]).size;
@@ -285,8 +297,10 @@
     // or the native route (src/receive/loader.rs): keep it the only "v1/rum" string.
     const endpoint = new URL('v1/rum', script.src).href;
     const prefixes = parsePrefixes(data.propagate, loc.href);
+    // The app's rate as the bridge served it; `data-sample-rate` overrides it (docs/sampling.md).
     const rate = parseFloat(data.sampleRate);
-    const sampleRate = rate >= 0 ? rate : 1;
+    const sampleRate = rate >= 0 ? rate : +SERVED_RATE.slice(8);
+    const baggage = data.baggage == 'session';
     const send = w.fetch;
 
     // Session, with storage that may be blocked (then the session lives in memory).
@@ -374,6 +388,8 @@
         t0: perf.timeOrigin,
         sent: Date.now(),
         consent,
+        // The decision the traceparent flags told the backend: the bridge keeps to it.
+        smp: sampled,
         ev: [],
       }).slice(0, -2);
       // An event that cannot be serialized (track() attributes with a cycle) is dropped alone.
@@ -388,7 +404,9 @@
 
     const push = (event) => {
       touch();
-      if (!sampled) return;
+      // Of an unsampled session only errors and vitals go out (the bridge keeps errors and poor
+      // vitals, and every vital feeds the metrics).
+      if (!sampled && event.type != 'error' && event.type != 'vital') return;
       events.push(event);
       if (events.length >= FLUSH_COUNT) flush();
       else timer ||= setTimeout(guard(flush), FLUSH_MS);
@@ -438,14 +456,17 @@
         initiator,
         trace: parent ? parent.ev.trace : hex(16),
         span: hex(8),
-        parent: parent?.ev.span,
+        // `parent` may be 0 or false (no active span, the load is over): `?.` twice.
+        parent: parent?.ev?.span,
       };
       if (parent?.calls >= 0) {
         parent.calls++;
         report(parent);
       }
+      const to = mayPropagate(url, loc.origin, prefixes);
       return {
-        tp: mayPropagate(url, loc.origin, prefixes) && traceparent(ev.trace, ev.span, sampled),
+        tp: to && traceparent(ev.trace, ev.span, sampled),
+        bg: to && baggage && `session.id=${sid}`,
         end: guard((status, timing, error) => {
           ev.dur = now() - ev.start;
           ev.status = status;
@@ -475,6 +496,7 @@
             if (call.tp) {
               const headers = new Headers(init?.headers || req.headers);
               headers.set('traceparent', call.tp);
+              if (call.bg) headers.append('baggage', call.bg);
               init = { ...init, headers };
             }
           }
@@ -505,6 +527,7 @@
           const call = startCall(method, url, 'xhr');
           let error;
           if (call.tp) this.setRequestHeader('traceparent', call.tp);
+          if (call.bg) this.setRequestHeader('baggage', call.bg);
           for (const type of ['abort', 'timeout']) this.addEventListener(type, () => (error = type));
           // getAllResponseHeaders lists only the exposed headers, without console warnings.
           this.addEventListener('loadend', () =>

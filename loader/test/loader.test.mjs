@@ -125,8 +125,18 @@ test('sampling is per session and deterministic', () => {
   const half = ids.filter((id) => rb.inSample(id, 0.5)).length;
   assert.ok(half > 850 && half < 1150, `${half} of 2000 at 0.5`);
   for (const id of ids.slice(0, 50)) assert.equal(rb.inSample(id, 0.3), rb.inSample(id, 0.3));
-  assert.equal(rb.inSample('80000000' + '0'.repeat(24), 0.5), false);
-  assert.equal(rb.inSample('7fffffff' + '0'.repeat(24), 0.5), true);
+});
+
+test('the sampling decision matches the shared vectors (the bridge checks the same table)', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const url = new URL('../../tests/fixtures/sampling_vectors.json', import.meta.url);
+  const { vectors } = JSON.parse(await readFile(url, 'utf8'));
+  assert.ok(vectors.length >= 200);
+  for (const [id, h] of vectors) {
+    // Kept exactly when the id's place is below rate * 2^32: the boundary pins the hash.
+    assert.equal(rb.inSample(id, (h + 1) / 2 ** 32), true, id);
+    assert.equal(rb.inSample(id, h / 2 ** 32), false, id);
+  }
 });
 
 test('beacons are split under the byte limit and keep every event that fits', () => {

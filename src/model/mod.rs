@@ -95,6 +95,9 @@ pub struct PageContext {
     pub clock_skew_ms: Option<f64>,
     /// Consent categories granted by the page (`setConsent`), when the client reports them.
     pub consent: Option<Vec<String>>,
+    /// The client's own session sampling decision (the loader's `smp`), which the `traceparent`
+    /// flags of its calls already told the backend; the bridge keeps to it (docs/sampling.md).
+    pub sampled: Option<bool>,
     /// Extra resource-level attributes from the client (already semconv-named).
     pub attributes: Attributes,
     /// Client attributes the decoder left out beyond its cap (`dropped_attributes_count`).

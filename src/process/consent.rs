@@ -8,7 +8,10 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use super::sampling::{string_attribute, Sampling};
 use super::{Processor, RequestInfo};
 use crate::model::semconv::SESSION_ID as ATTR_SESSION_ID;
-use crate::model::{PageContext, RumBatch, RumEvent};
+use crate::model::{AttrValue, PageContext, RumBatch, RumEvent};
+
+/// Set (`false`) on the errors and poor vitals exported of a session outside the sample.
+pub const ATTR_SESSION_SAMPLED: &str = "rum.session.sampled";
 
 /// Reasons data is held back from span/log export (`items_dropped{reason}`).
 pub mod dropped {
@@ -65,13 +68,19 @@ impl Processor {
 
     /// What of a batch may leave as spans or logs: nothing under a consent restriction, else
     /// everything of a session in the sample, else only what is kept anyway (errors and poor
-    /// vitals, when configured).
+    /// vitals, when configured). A client that reports its own decision (the loader's `smp`)
+    /// is taken at its word: the `traceparent` flags of its calls already told the backend, and
+    /// a sampled call whose CLIENT span the bridge dropped would leave backend spans without
+    /// their parent (docs/sampling.md). Others get the same decision computed here.
     pub fn export_policy(&self, ctx: &PageContext, request: &RequestInfo) -> ExportPolicy {
         if let Some(reason) = self.restriction(ctx.consent.as_deref(), request) {
             return ExportPolicy::Nothing(reason);
         }
         let rate = self.sampling.rate(request.sample_rate);
-        if Sampling::keeps_session(ctx.session_id.as_deref(), rate) {
+        let kept = ctx
+            .sampled
+            .unwrap_or_else(|| Sampling::keeps_session(ctx.session_id.as_deref(), rate));
+        if kept {
             ExportPolicy::Everything
         } else {
             ExportPolicy::KeptAnyway
@@ -107,6 +116,12 @@ impl Processor {
         let (kept, withheld): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.events)
             .into_iter()
             .partition(|e| self.exports(ExportPolicy::KeptAnyway, Some(e)));
+        if !kept.is_empty() {
+            // What leaves of an unsampled session says so.
+            let attrs = &mut batch.context.attributes;
+            attrs.retain(|(k, _)| k != ATTR_SESSION_SAMPLED);
+            attrs.push((ATTR_SESSION_SAMPLED.to_owned(), AttrValue::Bool(false)));
+        }
         batch.events = kept;
         (!withheld.is_empty()).then_some(Withheld {
             reason,
@@ -251,6 +266,10 @@ mod tests {
         assert_eq!(w.reason, dropped::SAMPLED_OUT);
         assert_eq!(kinds(&b.events), ["error"]);
         assert_eq!(w.events.len(), 6);
+        assert!(b
+            .context
+            .attributes
+            .contains(&(ATTR_SESSION_SAMPLED.to_owned(), AttrValue::Bool(false))));
         // The app's rate wins over the default; without one the default (1.0) keeps all.
         let mut b = batch();
         b.context.session_id = Some(outside.clone());
@@ -264,6 +283,34 @@ mod tests {
         b.context.session_id = Some(outside);
         let w = p.withhold(&mut b, &RequestInfo::default()).unwrap();
         assert_eq!((b.events.len(), w.events.len()), (0, 7));
+    }
+
+    #[test]
+    fn the_clients_own_decision_wins() {
+        let (inside, outside) = sessions();
+        let half = RequestInfo {
+            sample_rate: Some(0.5),
+            ..Default::default()
+        };
+        let p = processor();
+        // The loader said "sampled" (its calls carried -01): everything stays, whatever the
+        // bridge's own computation says.
+        let mut b = batch();
+        b.context.session_id = Some(outside);
+        b.context.sampled = Some(true);
+        assert!(p.withhold(&mut b, &half).is_none());
+        assert_eq!(b.events.len(), 7);
+        // The loader said "not sampled": only what is kept anyway, marked.
+        let mut b = batch();
+        b.context.session_id = Some(inside);
+        b.context.sampled = Some(false);
+        let w = p.withhold(&mut b, &RequestInfo::default()).unwrap();
+        assert_eq!(w.reason, dropped::SAMPLED_OUT);
+        assert_eq!(kinds(&b.events), ["error"]);
+        assert!(b
+            .context
+            .attributes
+            .contains(&(ATTR_SESSION_SAMPLED.to_owned(), AttrValue::Bool(false))));
     }
 
     fn span(session: Option<&str>, error: bool) -> Span {

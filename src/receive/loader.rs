@@ -14,6 +14,12 @@
 //! which also holds when a proxy mounts the bridge under a prefix). When `[routes]` moves the
 //! loader or the native route, the served script gets the path from the loader's place to the
 //! native route's instead (`../in/b`), once, when the edge is built ([`Loader::for_routes`]).
+//!
+//! The session sample rate is in the script too (docs/sampling.md): `/rum.js?key={app_key}`
+//! (or the path form, `/a/{app_key}/rum.js`) serves the script with that app's `sample_rate`,
+//! any other request the one with `[sampling].default_rate`, so the loader's decision, and the
+//! `traceparent` flag it sends, follow the bridge's configuration without a page deploy. The
+//! variants (one per distinct rate) are built once at startup ([`Loaders`]).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -27,9 +33,11 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::EdgeState;
+use std::collections::HashMap;
+
+use super::{EdgeState, KeyQuery};
 use crate::admin::RouteStatus;
-use crate::config::RoutesConfig;
+use crate::config::{Config, RoutesConfig};
 
 /// Where the loader is served (its canonical path, and its label in the request counter).
 pub const ROUTE: &str = "/rum.js";
@@ -38,6 +46,8 @@ pub const SCRIPT: &[u8] = include_bytes!("../../loader/rum.min.js");
 /// The endpoint as `loader/rum.js` writes it (relative to the script), once in the minified
 /// build: the literal a renamed route replaces.
 const ENDPOINT_LITERAL: &str = "\"v1/rum\"";
+/// The sample rate as `loader/rum.js` writes it (`SERVED_RATE`), once in the minified build.
+const RATE_LITERAL: &str = "\"rb:rate=1\"";
 /// Browsers may reuse the loader this long (seconds) before revalidating it.
 const CACHE_CONTROL: &str = "public, max-age=300";
 const CONTENT_TYPE: &str = "text/javascript; charset=utf-8";
@@ -53,9 +63,50 @@ struct Variant {
     etag: HeaderValue,
 }
 
+/// The loader for each app: by app key, else the one with `[sampling].default_rate`.
+pub struct Loaders {
+    default: Arc<Loader>,
+    by_key: HashMap<String, Arc<Loader>>,
+}
+
+impl Loaders {
+    /// Every variant the configuration needs, computed once: one per distinct rate.
+    pub fn new(config: &Config) -> Self {
+        let mut by_rate: HashMap<u64, Arc<Loader>> = HashMap::new();
+        let mut variant = |rate: f64| {
+            by_rate
+                .entry(rate.to_bits())
+                .or_insert_with(|| Arc::new(Loader::for_routes_and_rate(&config.routes, rate)))
+                .clone()
+        };
+        let default = variant(config.sampling.default_rate);
+        let by_key = config
+            .apps
+            .iter()
+            .map(|a| {
+                let rate = a.sample_rate.unwrap_or(config.sampling.default_rate);
+                (a.key.clone(), variant(rate))
+            })
+            .collect();
+        Self { default, by_key }
+    }
+
+    /// The variant for an app key (the default for none, or one not configured).
+    fn for_key(&self, key: Option<&str>) -> &Loader {
+        key.and_then(|k| self.by_key.get(k))
+            .unwrap_or(&self.default)
+    }
+}
+
 /// The `GET /rum.js` handler (axum answers `HEAD` with the same headers and no body).
-pub async fn serve(State(st): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
-    let resp = st.loader.respond(&headers);
+pub async fn serve(
+    State(st): State<Arc<EdgeState>>,
+    query: KeyQuery,
+    headers: HeaderMap,
+) -> Response {
+    // The key only picks the sample rate: a script is no secret, so no key is refused.
+    let key = super::key_outside_body(&headers, &query).ok().flatten();
+    let resp = st.loader.for_key(key).respond(&headers);
     st.metrics
         .requests
         .get_or_create(&RouteStatus {
@@ -90,13 +141,26 @@ pub fn endpoint(loader: &str, native: &str) -> String {
 impl Loader {
     /// The loader as served under `routes`, computed once (script, gzip, ETags).
     pub fn for_routes(routes: &RoutesConfig) -> Self {
+        Self::for_routes_and_rate(routes, 1.0)
+    }
+
+    /// The loader as served under `routes` with session sample rate `rate`.
+    pub fn for_routes_and_rate(routes: &RoutesConfig, rate: f64) -> Self {
         let public = |canonical| routes.public(canonical).unwrap_or_default();
         let endpoint = endpoint(&public(ROUTE), &public(super::native::ROUTE));
-        if endpoint == "v1/rum" {
+        if endpoint == "v1/rum" && rate == 1.0 {
             return Self::new(Bytes::from_static(SCRIPT));
         }
-        let literal = serde_json::to_string(&endpoint).expect("a string serializes");
-        let script = String::from_utf8_lossy(SCRIPT).replacen(ENDPOINT_LITERAL, &literal, 1);
+        let mut script = String::from_utf8_lossy(SCRIPT).into_owned();
+        if endpoint != "v1/rum" {
+            let literal = serde_json::to_string(&endpoint).expect("a string serializes");
+            script = script.replacen(ENDPOINT_LITERAL, &literal, 1);
+        }
+        if rate != 1.0 {
+            // Rust prints the shortest text that reads back as the same f64, as JavaScript's
+            // `+"…"` reads it.
+            script = script.replacen(RATE_LITERAL, &format!("\"rb:rate={rate}\""), 1);
+        }
         Self::new(Bytes::from(script))
     }
 
@@ -386,6 +450,42 @@ mod tests {
         assert_eq!(endpoint("/t/s/x/app.js", "/t/in/b"), "../../in/b");
         assert_eq!(endpoint("/s/app.js", "/s/b"), "b");
         assert_eq!(endpoint("/app.js", "/b:c/d"), "./b:c/d");
+    }
+
+    #[test]
+    fn each_app_gets_its_sample_rate() {
+        let config: Config = toml::from_str(
+            "[sampling]\ndefault_rate = 0.25\n\
+             [[apps]]\nname = \"a\"\nkey = \"pk_a\"\nallowed_origins = [\"*\"]\nsample_rate = 0.5\n\
+             [[apps]]\nname = \"b\"\nkey = \"pk_b\"\nallowed_origins = [\"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            SCRIPT
+                .windows(RATE_LITERAL.len())
+                .filter(|w| *w == RATE_LITERAL.as_bytes())
+                .count(),
+            1,
+            "the minified loader holds the rate literal once"
+        );
+        let loaders = Loaders::new(&config);
+        let text = |key| String::from_utf8(loaders.for_key(key).plain.body.to_vec()).unwrap();
+        assert!(text(Some("pk_a")).contains("\"rb:rate=0.5\""));
+        for key in [Some("pk_b"), Some("pk_unknown"), None] {
+            let t = text(key);
+            assert!(
+                t.contains("\"rb:rate=0.25\"") && !t.contains(RATE_LITERAL),
+                "{key:?}"
+            );
+        }
+        // One variant per distinct rate.
+        assert!(Arc::ptr_eq(&loaders.by_key["pk_b"], &loaders.default));
+        assert_ne!(
+            loaders.by_key["pk_a"].plain.etag,
+            loaders.default.plain.etag
+        );
+        let full = Loader::for_routes_and_rate(&RoutesConfig::default(), 1.0);
+        assert_eq!(&full.plain.body[..], SCRIPT);
     }
 
     #[tokio::test]

@@ -65,8 +65,8 @@ pub struct EdgeState {
     retries: Retries,
     /// Trusted proxies: who may tell the client's address.
     client_ips: ClientIps,
-    /// The browser loader as served under `[routes]`.
-    loader: loader::Loader,
+    /// The browser loader as served under `[routes]`, with each app's sample rate.
+    loader: loader::Loaders,
 }
 
 impl EdgeState {
@@ -84,7 +84,7 @@ impl EdgeState {
             shutting_down,
             retries: Retries::default(),
             client_ips: ClientIps::new(&config).map_err(ProcessError::TrustedProxy)?,
-            loader: loader::Loader::for_routes(&config.routes),
+            loader: loader::Loaders::new(&config),
             config,
         })
     }

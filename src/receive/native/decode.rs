@@ -272,6 +272,7 @@ enum Key {
     T0,
     Sent,
     Consent,
+    Smp,
     Ev,
     // Top level (page) and events (request, attributes) alike.
     Url,
@@ -380,6 +381,7 @@ impl<'de> Expect<'de> for Body<'_> {
                 }
                 Key::Load => c.page_span = take(&mut map, SpanIds, "load", &mut ignored)?.flatten(),
                 Key::Sent => c.sent_at_ms = take(&mut map, Num, "sent", &mut ignored)?,
+                Key::Smp => c.sampled = take(&mut map, Flag, "smp", &mut ignored)?,
                 Key::Consent => {
                     c.consent = take(&mut map, list(TextItem { ctx }), "consent", &mut ignored)?
                 }

@@ -457,6 +457,22 @@ fn wrong_context_field_types_drop_only_that_field() {
 }
 
 #[test]
+fn the_pages_sampling_decision_is_read() {
+    for (smp, expected) in [
+        ("true", Some(true)),
+        ("false", Some(false)),
+        ("\"x\"", None),
+    ] {
+        let batch = decode_ok(&format!(r#"{{"v":1,"sid":"s","smp":{smp},"ev":[]}}"#));
+        assert_eq!(batch.context.sampled, expected, "{smp}");
+    }
+    assert_eq!(
+        decode_ok(r#"{"v":1,"sid":"s","ev":[]}"#).context.sampled,
+        None
+    );
+}
+
+#[test]
 fn event_count_is_capped() {
     let limits = LimitsConfig {
         max_events_per_batch: 2,
