@@ -122,7 +122,7 @@ fn budget(args: &BudgetArgs) -> anyhow::Result<bool> {
     let budgets = budget::load_budgets(&args.budgets)?;
     let source = match (&args.from, &args.prometheus) {
         (Some(path), _) => Source::File(FileSource::load(path)?),
-        (None, Some(url)) => Source::Prometheus(PrometheusSource::new(url)),
+        (None, Some(url)) => Source::Prometheus(PrometheusSource::new(url)?),
         (None, None) => anyhow::bail!("--from FILE or --prometheus URL is required"),
     };
     let target = Target {

@@ -40,14 +40,30 @@ struct Sample {
 }
 
 impl PrometheusSource {
-    pub fn new(base: &str) -> PrometheusSource {
-        PrometheusSource {
+    /// A client for `base` (`http://host:9090`; `https` checks the server against the bundled
+    /// Mozilla roots).
+    pub fn new(base: &str) -> Result<PrometheusSource, BudgetError> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let fail = |message: String| BudgetError::Prometheus {
+            url: base.to_owned(),
+            message,
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(PrometheusSource {
             base: base.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
-        }
+            client,
+        })
     }
 
     /// The PromQL the budget runs for `vital` over `selector`.
