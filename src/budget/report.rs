@@ -271,7 +271,7 @@ mod tests {
             &parse("[[budget]]\nmetric = \"lcp\"\npercentile = 75\nmax = 2500\npage = \"/a<b>\"\n")
                 .unwrap()[0];
         let o = Outcome::judge(b, &target(), 3000.0, None);
-        let xml = junit(&[o.clone()]);
+        let xml = junit(std::slice::from_ref(&o));
         assert!(xml.contains("failures=\"1\""), "{xml}");
         assert!(
             xml.contains("name=\"lcp p75 /a&lt;b&gt; (version B)\""),
