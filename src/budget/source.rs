@@ -207,3 +207,107 @@ fn string_value(kv: &KeyValue) -> Option<String> {
 fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).and_then(string_value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// One line: an LCP point of `version` with per-bucket counts over bounds 1000, 2000.
+    fn line(temporality: i32, version: &str, start: u64, time: u64, counts: [u64; 3]) -> String {
+        let point = HistogramDataPoint {
+            attributes: vec![kv(APP, "shop"), kv(VERSION, version), kv(PAGE, "/p")],
+            start_time_unix_nano: start,
+            time_unix_nano: time,
+            count: counts.iter().sum(),
+            explicit_bounds: vec![1000.0, 2000.0],
+            bucket_counts: counts.to_vec(),
+            ..Default::default()
+        };
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.instance.id", "r1")],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "browser.web_vital.lcp".into(),
+                        data: Some(Data::Histogram(Histogram {
+                            data_points: vec![point],
+                            aggregation_temporality: temporality,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        serde_json::to_string(&request).unwrap()
+    }
+
+    fn count(lines: &[String], version: &str) -> f64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let source = FileSource::load(&path).unwrap();
+        let selector = Selector {
+            version: Some(version.into()),
+            ..Default::default()
+        };
+        source.buckets(Vital::Lcp, &selector).unwrap().count()
+    }
+
+    #[test]
+    fn cumulative_streams_keep_their_latest_point_and_restarts_add_up() {
+        let lines = [
+            line(2, "A", 10, 20, [1, 0, 0]),
+            line(2, "A", 10, 40, [3, 1, 0]),
+            line(2, "A", 10, 30, [2, 0, 0]), // out of order: older than 40
+            line(2, "A", 50, 60, [0, 0, 2]), // a restarted bridge: a new stream
+        ]
+        .map(String::from);
+        assert_eq!(count(&lines, "A"), 6.0);
+    }
+
+    #[test]
+    fn delta_points_are_summed() {
+        let lines = [
+            line(1, "B", 10, 20, [1, 0, 0]),
+            line(1, "B", 20, 30, [0, 2, 0]),
+        ];
+        assert_eq!(count(&lines, "B"), 3.0);
+    }
+
+    #[test]
+    fn no_samples_names_the_selector() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, line(2, "A", 1, 2, [1, 0, 0])).unwrap();
+        let source = FileSource::load(&path).unwrap();
+        let selector = Selector {
+            version: Some("C".into()),
+            ..Default::default()
+        };
+        let e = source
+            .buckets(Vital::Lcp, &selector)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "no samples of lcp for app (any), version C, page (any)");
+    }
+}
