@@ -221,3 +221,92 @@ fn esc(v: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Histogram as OtlpHistogram, HistogramDataPoint, Metric, ScopeMetrics,
+    };
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn flush(temporality: i32, device: &str, start: u64, counts: [u64; 2]) -> Vec<ResourceMetrics> {
+        let point = HistogramDataPoint {
+            attributes: vec![
+                kv("rum.app.name", "shop"),
+                kv("rum.app.version", "1"),
+                kv("url.template", "/p"),
+                kv("rum.device.class", device),
+            ],
+            start_time_unix_nano: start,
+            explicit_bounds: vec![2500.0],
+            bucket_counts: counts.to_vec(),
+            sum: Some(1000.0),
+            ..Default::default()
+        };
+        vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "browser.web_vital.lcp".into(),
+                    data: Some(Data::Histogram(OtlpHistogram {
+                        data_points: vec![point],
+                        aggregation_temporality: temporality,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]
+    }
+
+    const BASE: &str = r#"vital="lcp",app="shop",version="1",page="/p""#;
+
+    #[test]
+    fn cumulative_points_replace_and_devices_are_summed() {
+        let rum = RumExposition::default();
+        rum.observe(&flush(2, "desktop", 1, [1, 0]));
+        rum.observe(&flush(2, "desktop", 1, [2, 1]));
+        rum.observe(&flush(2, "mobile", 1, [1, 0]));
+        let text = rum.render();
+        assert!(
+            text.contains(&format!("rum_web_vital_bucket{{{BASE},le=\"2500\"}} 3\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("rum_web_vital_bucket{{{BASE},le=\"+Inf\"}} 4\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("rum_web_vital_count{{{BASE}}} 4\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("rum_web_vital_sum{{{BASE}}} 2000\n")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn delta_points_accumulate() {
+        let rum = RumExposition::default();
+        rum.observe(&flush(1, "desktop", 1, [1, 0]));
+        rum.observe(&flush(1, "desktop", 2, [2, 1]));
+        let text = rum.render();
+        assert!(
+            text.contains(&format!("rum_web_vital_count{{{BASE}}} 4\n")),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE rum_errors_total counter"), "{text}");
+    }
+}
