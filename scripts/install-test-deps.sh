@@ -6,6 +6,8 @@
 #     WebDriver);
 #   - Debian's nginx (nginx-light), the load balancer of the scale-out test (tests/scale_out.rs
 #     starts it with examples/scale-out/nginx.conf and its own prefix; the service is not used);
+#   - Debian's prometheus (with promtool), for the rule-pack test (tests/prometheus_rules.rs)
+#     and `budget --prometheus` (tests/budget_prometheus.rs; the service is not used);
 #   - the npm packages the browser tests load into pages (tests/browser/package-lock.json:
 #     Grafana Faro Web SDK and tracing, Google web-vitals, Elastic RUM, Splunk RUM with esbuild,
 #     Boomerang), with `npm ci`;
@@ -62,6 +64,13 @@ if [ ! -x /usr/sbin/nginx ]; then
     apt-get install -y -qq --no-install-recommends nginx >/dev/null
 fi
 
+if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then
+  echo "installing prometheus and promtool (Debian package prometheus)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # npm ci wipes and reinstalls node_modules: only when the lock file changed since the last run.
 lock=tests/browser/package-lock.json
 stamp=tests/browser/node_modules/.installed-from-lock
@@ -71,4 +80,4 @@ if ! cmp -s "$lock" "$stamp" 2>/dev/null; then
   cp "$lock" "$stamp"
 fi
 
-echo "test dependencies ready (.tools/, chromium, nginx, tests/browser/node_modules, loader/node_modules)"
+echo "test dependencies ready (.tools/, chromium, nginx, prometheus, tests/browser/node_modules, loader/node_modules)"

@@ -107,25 +107,31 @@ pub async fn run_until(
             ),
         ))
     });
+    let rum_exposition = Arc::new(crate::admin::rum::RumExposition::default());
     let flusher = aggregator.as_ref().map(|agg| {
         let exporters = exporters.clone();
         let metrics = metrics.clone();
+        let rum_exposition = rum_exposition.clone();
         agg.clone().spawn_flusher(
             config.metrics.interval,
-            move |payload| match exporters.submit(payload) {
-                Ok(receipt) => {
-                    // A disk buffer may still refuse it (full): counted like a full queue.
-                    let metrics = metrics.clone();
-                    tokio::spawn(async move {
-                        if receipt.durable().await.is_err() {
-                            metrics.reject(Reason::MetricsQueueFull);
-                            tracing::warn!("disk buffer full: dropped one metrics flush");
-                        }
-                    });
-                }
-                Err(_) => {
-                    metrics.reject(Reason::MetricsQueueFull);
-                    tracing::warn!("export queue full: dropped one metrics flush");
+            move |payload| {
+                // The admin port's /metrics/rum sees every flush, exported or not.
+                rum_exposition.observe(&payload.metrics);
+                match exporters.submit(payload) {
+                    Ok(receipt) => {
+                        // A disk buffer may still refuse it (full): counted like a full queue.
+                        let metrics = metrics.clone();
+                        tokio::spawn(async move {
+                            if receipt.durable().await.is_err() {
+                                metrics.reject(Reason::MetricsQueueFull);
+                                tracing::warn!("disk buffer full: dropped one metrics flush");
+                            }
+                        });
+                    }
+                    Err(_) => {
+                        metrics.reject(Reason::MetricsQueueFull);
+                        tracing::warn!("export queue full: dropped one metrics flush");
+                    }
                 }
             },
             flush_rx,
@@ -154,6 +160,7 @@ pub async fn run_until(
         metrics: metrics.clone(),
         shutting_down: shutting_down.clone(),
         readiness: Arc::new(ExportersReadiness(exporters.clone())),
+        rum: rum_exposition,
     };
 
     let listen = config.server.listen;

@@ -34,6 +34,46 @@ enum Command {
         /// The TOML config file.
         file: PathBuf,
     },
+    /// Gate a build on performance budgets: percentiles of the web-vital histograms, read from
+    /// the bridge's OTLP-JSON output or from Prometheus, against `[[budget]]` limits. Exit
+    /// status 0 when every budget holds, 1 when one is exceeded or regressed, 2 on a usage or
+    /// data error (docs/budgets.md).
+    Budget(BudgetArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("data").required(true).args(["from", "prometheus"]))]
+struct BudgetArgs {
+    /// The budget file (`[[budget]]` tables).
+    #[arg(long, value_name = "FILE")]
+    budgets: PathBuf,
+    /// The bridge's OTLP-JSON metrics file (`rum-bridge-data/metrics.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// A Prometheus server that scraped the bridge's `/metrics/rum` (`http://host:9090`).
+    #[arg(long, value_name = "URL")]
+    prometheus: Option<String>,
+    /// Only this app (`rum.app.name`).
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
+    /// The version under test (`rum.app.version`); all versions together when absent.
+    #[arg(long, value_name = "V")]
+    version: Option<String>,
+    /// The version `max_regression` compares against.
+    #[arg(long, value_name = "B")]
+    baseline: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: BudgetFormat,
+    /// Also write a JUnit XML report, one test case per budget.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BudgetFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +105,52 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { file } => check_config(&file),
+        Command::Budget(args) => match budget(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("rum-bridge budget: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Runs the budget gate; `Ok(true)` when every budget holds.
+fn budget(args: &BudgetArgs) -> anyhow::Result<bool> {
+    use rum_bridge::budget::{self, FileSource, PrometheusSource, Source, Target, Verdict};
+    let budgets = budget::load_budgets(&args.budgets)?;
+    let source = match (&args.from, &args.prometheus) {
+        (Some(path), _) => Source::File(FileSource::load(path)?),
+        (None, Some(url)) => Source::Prometheus(PrometheusSource::new(url)?),
+        (None, None) => anyhow::bail!("--from FILE or --prometheus URL is required"),
+    };
+    let target = Target {
+        app: args.app.clone(),
+        version: args.version.clone(),
+        baseline: args.baseline.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    let outcomes = runtime.block_on(budget::evaluate(&budgets, &source, &target))?;
+    match args.format {
+        BudgetFormat::Text => print!("{}", budget::render_text(&outcomes)),
+        BudgetFormat::Json => println!("{}", budget::render_json(&outcomes)),
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, budget::junit(&outcomes))
+            .with_context(|| format!("writing the JUnit report {}", path.display()))?;
+    }
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.failure_message())
+        .collect();
+    for message in &failed {
+        eprintln!("{message}");
+    }
+    Ok(outcomes.iter().all(|o| o.verdict == Verdict::Pass))
 }
 
 fn check_config(file: &Path) -> ExitCode {

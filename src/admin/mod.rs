@@ -5,6 +5,7 @@
 
 mod connections;
 pub use connections::{ConnectionMetrics, OpenConnection, TimeoutPhase};
+pub mod rum;
 pub mod sourcemaps;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -331,6 +332,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub shutting_down: Arc<AtomicBool>,
     pub readiness: Arc<dyn Readiness>,
+    /// The RUM series of `/metrics/rum`.
+    pub rum: Arc<rum::RumExposition>,
 }
 
 /// The admin router: `/healthz`, `/readyz`, `/metrics`.
@@ -339,6 +342,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/metrics/rum", get(rum_metrics))
         .with_state(state)
 }
 
@@ -362,6 +366,16 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.encode(),
+    )
+}
+
+async fn rum_metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.rum.render(),
     )
 }
 
